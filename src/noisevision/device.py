@@ -1,0 +1,30 @@
+"""Resolve a device string ("auto", "cpu", "cuda", "cuda:N") once, with a clear error."""
+
+from __future__ import annotations
+
+import torch
+
+from noisevision.errors import UsageError
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """"auto" picks cuda:0 when a GPU is visible, else cpu."""
+    if isinstance(spec, torch.device):
+        return spec
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise UsageError(f"unknown device {spec!r} (allowed: auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {spec!r} asked for but no CUDA GPU is visible "
+                             "(allowed here: auto, cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"device {spec!r} does not exist "
+                             f"({torch.cuda.device_count()} CUDA device(s) visible)")
+    elif device.type != "cpu":
+        raise UsageError(f"unsupported device {spec!r} (allowed: auto, cpu, cuda, cuda:N)")
+    return device

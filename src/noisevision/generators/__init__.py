@@ -1,0 +1,22 @@
+"""Generator families. Importing this package registers every family's presets."""
+
+from noisevision.generators import dead_leaves  # noqa: F401  (registers dead_leaves_*)
+from noisevision.generators.base import (
+    GENERATORS,
+    Generator,
+    create_generator,
+    describe_generator,
+    generator_from_description,
+    list_generators,
+    register_generator,
+)
+
+__all__ = [
+    "GENERATORS",
+    "Generator",
+    "create_generator",
+    "describe_generator",
+    "generator_from_description",
+    "list_generators",
+    "register_generator",
+]

@@ -1,0 +1,143 @@
+"""The generator contract, the generator registry and the factory.
+
+A generator turns image indices into images: ``gen.generate(indices, seed)`` returns float32
+``(B, 3, H, W)`` in [0, 1]. Image i is a pure function of (config, seed, i): the same bytes on one
+device whatever the batch size, the other members of the batch, or the order of generation.
+Families implement ``render(indices, seed)`` and draw every random number through
+:class:`noisevision.rng.ImageRandom` keyed by the image indices.
+
+Families register named presets, each only setting config fields (like timm's variant
+functions)::
+
+    register_generator("dead_leaves_squares", DeadLeaves, DeadLeavesConfig,
+                       "dead leaves, axis-aligned squares", shape="square")
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+import torch
+
+from noisevision.device import resolve_device
+from noisevision.errors import ConfigError, UsageError, check
+from noisevision.registry import Registry
+from noisevision.rng import as_index_tensor
+
+GENERATORS = Registry("generator")
+
+
+def check_resolution(resolution: Any, allowed: Sequence[int] | None = None) -> None:
+    """Every family's resolution check: an integer >= 16 (and in `allowed` when given)."""
+    check(isinstance(resolution, int) and not isinstance(resolution, bool) and resolution >= 16,
+          f"resolution must be an integer >= 16, got {resolution!r}")
+    if allowed is not None:
+        check(resolution in allowed,
+              f"resolution {resolution} is not supported by this generator "
+              f"(allowed: {', '.join(map(str, allowed))})")
+
+
+class Generator(abc.ABC):
+    """Base class of every image generator. Subclasses set `config_cls` and implement `render`."""
+
+    config_cls: ClassVar[type]
+
+    def __init__(self, config: Any, name: str | None = None) -> None:
+        if not isinstance(config, self.config_cls):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_cls.__name__}")
+        self.config = config
+        self.name = name or type(self).__name__
+
+    @property
+    def resolution(self) -> int:
+        return int(self.config.resolution)
+
+    def default_batch_size(self, device: torch.device) -> int:
+        """A batch size that keeps memory modest on this device (families may override)."""
+        return 256 if device.type == "cuda" else 32
+
+    @abc.abstractmethod
+    def render(self, indices: torch.Tensor, seed: int) -> torch.Tensor:
+        """Images for int64 `indices` (on the target device) -> float32 (B, 3, H, W) in [0, 1]."""
+
+    @torch.no_grad()
+    def generate(self, indices: Iterable[int] | torch.Tensor | int, seed: int = 0,
+                 device: str | torch.device = "cpu",
+                 batch_size: int | None = None) -> torch.Tensor:
+        """Render `indices` (an int n means range(n)) in batches; returns (N, 3, H, W) float32."""
+        dev = resolve_device(device)
+        if isinstance(indices, int):
+            indices = range(indices)
+        idx = as_index_tensor(list(indices) if not isinstance(indices, torch.Tensor) else indices,
+                              device=dev)
+        bs = batch_size or self.default_batch_size(dev)
+        if idx.numel() == 0:
+            r = self.resolution
+            return torch.empty(0, 3, r, r, device=dev)
+        out = [self.render(idx[i:i + bs], seed) for i in range(0, idx.numel(), bs)]
+        return torch.cat(out).clamp_(0.0, 1.0)
+
+    def describe(self) -> dict[str, Any]:
+        """Name, family and the full resolved config (for manifests and run folders)."""
+        return {"name": self.name, "family": type(self).__name__,
+                "config": dataclasses.asdict(self.config)}
+
+
+def register_generator(name: str, generator_cls: type[Generator], description: str,
+                       **preset: Any) -> None:
+    """Register a named preset of a family: `preset` sets fields of its config dataclass."""
+    fields = {f.name for f in dataclasses.fields(generator_cls.config_cls)}
+    bad = set(preset) - fields
+    if bad:
+        raise ValueError(f"preset {name!r} sets unknown fields {sorted(bad)}")
+    GENERATORS.register(name, (generator_cls, dict(preset)), description)
+
+
+def config_fields(name: str) -> list[str]:
+    generator_cls, _ = GENERATORS.get(name).factory
+    return [f.name for f in dataclasses.fields(generator_cls.config_cls)]
+
+
+def create_generator(name: str, **overrides: Any) -> Generator:
+    """Build the registered generator `name`; overrides that are None are ignored.
+
+    Raises UsageError for an unknown name (with close suggestions) or an unknown field, and
+    ConfigError (a UsageError) for a bad value.
+    """
+    _ensure_families_loaded()
+    generator_cls, preset = GENERATORS.get(name).factory
+    fields = {f.name for f in dataclasses.fields(generator_cls.config_cls)}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    bad = sorted(set(given) - fields)
+    if bad:
+        raise UsageError(f"generator {name!r} has no option {', '.join(bad)} "
+                         f"(allowed: {', '.join(sorted(fields))})")
+    try:
+        config = generator_cls.config_cls(**{**preset, **given})
+    except TypeError as exc:  # wrong types that dataclass construction itself rejects
+        raise ConfigError(f"bad options for {name!r}: {exc}") from None
+    return generator_cls(config, name=name)
+
+
+def generator_from_description(desc: dict[str, Any]) -> Generator:
+    """Rebuild a generator from `Generator.describe()` output (as stored in manifests)."""
+    _ensure_families_loaded()
+    return create_generator(desc["name"], **desc["config"])
+
+
+def list_generators(pattern: str | None = None) -> list[str]:
+    """Registered generator names, optionally filtered by a glob pattern like 'dead_leaves*'."""
+    _ensure_families_loaded()
+    return GENERATORS.names(pattern)
+
+
+def describe_generator(name: str) -> str:
+    _ensure_families_loaded()
+    return GENERATORS.get(name).description
+
+
+def _ensure_families_loaded() -> None:
+    import noisevision.generators  # noqa: F401  (importing the package registers every family)

@@ -1,0 +1,139 @@
+"""Counter-based random numbers: every draw is a pure function of (seed, stream, index, counter).
+
+Generators never use torch's global RNG or stateful generators for image content. Each image
+index owns two 32-bit keys derived from (root seed, stream name, index); the k-th number it draws
+is a hash of (keys, k). The hash is integer arithmetic on int64 tensors that never overflows (all
+values stay below 2**63), so the same bits come out on CPU and on any GPU, and an image's draws do
+not depend on which other images share its batch, the batch size, or the order of generation.
+
+The mixer is Chris Wellons' "lowbias32" integer hash (a public-domain avalanche function),
+applied twice per draw.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import torch
+
+MASK32 = 0xFFFFFFFF
+_GOLDEN32 = 0x9E3779B9
+_TWO_PI = 2.0 * math.pi
+MAX_INDEX = 2**40  # indices are split into two 20-bit halves folded into the keys
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """(x * c) mod 2**32 for int64 x in [0, 2**32) without int64 overflow."""
+    lo, hi = c & 0xFFFF, c >> 16
+    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & MASK32
+
+
+def mix32(x: torch.Tensor) -> torch.Tensor:
+    """lowbias32 avalanche hash of int64 values in [0, 2**32)."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def _mix32_int(x: int) -> int:
+    """The same hash on a Python int (for seeds and stream names)."""
+    x &= MASK32
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & MASK32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & MASK32
+    return x ^ (x >> 16)
+
+
+def seed_words(seed: int, stream: str) -> tuple[int, int, int]:
+    """Three 32-bit words from a root seed (any non-negative int < 2**64) and a stream name."""
+    if not isinstance(seed, int) or seed < 0 or seed >= 2**64:
+        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+    salt = zlib.crc32(stream.encode())
+    w0 = _mix32_int(_mix32_int(seed & MASK32) ^ salt)
+    w1 = _mix32_int(_mix32_int((seed >> 32) ^ w0) + 0x68E31DA4)
+    w2 = _mix32_int(w1 ^ 0xB5297A4D ^ salt)
+    return w0, w1, w2
+
+
+def as_index_tensor(indices, device: torch.device | str | None = None) -> torch.Tensor:
+    """Indices as a 1-D int64 tensor; checks the allowed range."""
+    t = torch.as_tensor(indices, dtype=torch.int64, device=device).reshape(-1)
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= MAX_INDEX):
+        raise ValueError(f"image indices must lie in [0, 2**40), got [{int(t.min())}, {int(t.max())}]")
+    return t
+
+
+class ImageRandom:
+    """Random draws for a batch of images, image b's draws depending only on (seed, stream, index b).
+
+    Each call consumes a fixed block of counters, so the n-th call returns the same numbers for an
+    image whatever else is in the batch. Every method returns a tensor shaped (B, *shape) on the
+    device of `indices`.
+    """
+
+    def __init__(self, seed: int, indices: torch.Tensor, stream: str) -> None:
+        self.seed = seed
+        self.stream = stream
+        self.indices = as_index_tensor(indices, device=indices.device if
+                                       isinstance(indices, torch.Tensor) else None)
+        w0, w1, w2 = seed_words(seed, stream)
+        lo = self.indices & 0xFFFFF
+        hi = self.indices >> 20
+        ka = mix32(mix32(lo ^ w0) ^ (hi * 0x9E37 & MASK32))
+        self._key_a = mix32(ka ^ w1)[:, None]  # (B, 1)
+        self._key_b = mix32(self._key_a ^ w2)  # (B, 1)
+        self._counter = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.indices.device
+
+    @property
+    def batch(self) -> int:
+        return self.indices.numel()
+
+    def child(self, name: str) -> ImageRandom:
+        """An independent stream for a sub-task, keyed by the same indices."""
+        return ImageRandom(self.seed, self.indices, f"{self.stream}/{name}")
+
+    def bits(self, *shape: int) -> torch.Tensor:
+        """Uniform 32-bit integers as int64 in [0, 2**32), shape (B, *shape)."""
+        n = math.prod(shape)
+        start = self._counter
+        self._counter += n
+        ctr = torch.arange(start, start + n, dtype=torch.int64, device=self.device)[None, :]
+        x = mix32((_mul32(ctr & MASK32, _GOLDEN32) + self._key_a) & MASK32)
+        x = mix32(x ^ self._key_b)
+        return x.reshape(self.batch, *shape)
+
+    def uniform(self, *shape: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+        """float32 uniform in the open interval (low, high), 24 random bits each."""
+        u = ((self.bits(*shape) >> 8).to(torch.float32) + 0.5) * (1.0 / 16777216.0)
+        if low == 0.0 and high == 1.0:
+            return u
+        return low + (high - low) * u
+
+    def normal(self, *shape: int, mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
+        """float32 normal draws (Box-Muller on two uniforms)."""
+        u1 = self.uniform(*shape)
+        u2 = self.uniform(*shape)
+        z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(_TWO_PI * u2)
+        return z * std + mean if (mean != 0.0 or std != 1.0) else z
+
+    def integers(self, low: int, high: int, *shape: int) -> torch.Tensor:
+        """int64 uniform in [low, high) (multiply-shift, bias < 2**-32 * (high - low))."""
+        if high <= low:
+            raise ValueError(f"integers() needs high > low, got [{low}, {high})")
+        span = high - low
+        if span > 2**31:
+            raise ValueError("integers() supports spans up to 2**31")
+        return low + ((self.bits(*shape) * span) >> 32)
+
+    def laplace(self, *shape: int, scale: float = 1.0) -> torch.Tensor:
+        """float32 Laplace(0, scale) draws by inversion."""
+        u = self.uniform(*shape) - 0.5
+        return -scale * torch.sign(u) * torch.log1p(-2.0 * u.abs())
