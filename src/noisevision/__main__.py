@@ -1,0 +1,3 @@
+from noisevision.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,232 @@
+"""The `noisevision` command: argparse subcommands, each parsing flags and calling one library function.
+
+A user error (UsageError) prints one line `noisevision: error: ...` and exits with status 2.
+Subcommands register through COMMANDS: (name, help, add_arguments, handler).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from noisevision.errors import UsageError
+
+Handler = Callable[[argparse.Namespace], int | None]
+
+
+def parse_indices(text: str) -> list[int]:
+    """'0-9999' or '1,5,7' or '0-3,10' -> list of ints."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                a, b = (int(x) for x in part.split("-"))
+                if b < a:
+                    raise ValueError
+                out.extend(range(a, b + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        raise UsageError(f"bad index list {text!r} (expected e.g. 0-15 or 1,5,7)") from None
+    if not out or min(out) < 0:
+        raise UsageError(f"bad index list {text!r} (expected non-negative indices, e.g. 0-15)")
+    return out
+
+
+def _resolution(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"resolution must be an integer >= 16, got {text!r}") \
+            from None
+    if value < 16:
+        raise argparse.ArgumentTypeError(f"resolution must be an integer >= 16, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed must be an integer >= 0, got {value}")
+    return value
+
+
+# --- list -----------------------------------------------------------------------------------
+
+def _add_list(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pattern", nargs="?", default=None, help="glob filter, e.g. 'dead_leaves*'")
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from noisevision.generators.base import describe_generator, list_generators
+
+    names = list_generators(args.pattern)
+    if not names:
+        raise UsageError(f"no generator matches {args.pattern!r} (try `noisevision list`)")
+    width = max(len(n) for n in names)
+    for name in names:
+        print(f"{name:<{width}}  {describe_generator(name)}")
+    return 0
+
+
+# --- preview --------------------------------------------------------------------------------
+
+def _add_preview(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="generator name (see `noisevision list`)")
+    p.add_argument("--n", type=_positive, default=16, help="number of images (default 16)")
+    p.add_argument("--indices", default=None, help="explicit indices, e.g. 0-15 or 3,7,100")
+    p.add_argument("--resolution", type=_resolution, default=None)
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--out", default="sheet.png", help="output PNG (default sheet.png)")
+
+
+def _cmd_preview(args: argparse.Namespace) -> int:
+    from noisevision.data.sheet import contact_sheet
+    from noisevision.generators.base import create_generator
+
+    gen = create_generator(args.name, resolution=args.resolution)
+    indices = parse_indices(args.indices) if args.indices else list(range(args.n))
+    out = Path(args.out)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name such as sheet.png")
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise UsageError(f"--out {out} must end in .png or .jpg")
+    images = gen.generate(indices, seed=args.seed, device=args.device)
+    sheet = contact_sheet(images, [str(i) for i in indices],
+                          title=f"{args.name}  seed {args.seed}  {gen.resolution}px")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        sheet.save(out)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc}") from None
+    print(f"wrote {out} ({len(indices)} images of {args.name})")
+    return 0
+
+
+# --- generate -------------------------------------------------------------------------------
+
+def _add_generate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="generator name (see `noisevision list`)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--n", type=_positive, default=None, help="number of images")
+    p.add_argument("--resolution", type=_resolution, default=None, help="image side in pixels")
+    p.add_argument("--scale", choices=("small", "large"), default=None,
+                   help="paper presets: small = 105,000 at 128 px, large = 1,300,000 at 256 px "
+                        "(--n / --resolution override)")
+    p.add_argument("--seed", type=_seed, default=0, help="root seed (default 0)")
+    p.add_argument("--start", type=int, default=0, help="first index (default 0)")
+    p.add_argument("--format", choices=("png", "jpg"), default="png")
+    p.add_argument("--jpeg-quality", type=int, default=95)
+    p.add_argument("--workers", type=_positive, default=None,
+                   help="encoder/writer threads (default: number of CPU cores)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--batch-size", type=_positive, default=None)
+    p.add_argument("--shard", default=None, help="K/N: write only block K of N (0-based)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a different dataset already in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from noisevision.data.writer import SCALES, Shard, write_dataset
+    from noisevision.generators.base import create_generator
+
+    preset = SCALES.get(args.scale, {}) if args.scale else {}
+    n = args.n or preset.get("n")
+    if n is None:
+        raise UsageError("say how many images: --n N or --scale small|large")
+    resolution = args.resolution or preset.get("resolution")
+    gen = create_generator(args.name, resolution=resolution)
+    result = write_dataset(gen, args.out, n, seed=args.seed, start=args.start, fmt=args.format,
+                           jpeg_quality=args.jpeg_quality, workers=args.workers,
+                           device=args.device, shard=Shard.parse(args.shard),
+                           batch_size=args.batch_size, overwrite=args.overwrite,
+                           progress=not args.quiet)
+    lo, hi = result.indices
+    print(f"{result.out}: wrote {result.written}, skipped {result.skipped} already present "
+          f"(indices {lo}..{hi - 1})")
+    return 0
+
+
+# --- verify ---------------------------------------------------------------------------------
+
+def _add_verify(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", help="dataset folder written by `noisevision generate`")
+    p.add_argument("--sample", type=_positive, default=16, help="indices to check (default 16)")
+    p.add_argument("--indices", default=None, help="check these indices instead, e.g. 0-9")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the random sample")
+    p.add_argument("--device", default=None, help="default: the device type in the manifest")
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from noisevision.data.verify import verify_dataset
+
+    indices = parse_indices(args.indices) if args.indices else None
+    r = verify_dataset(args.dir, args.sample, seed=args.seed, device=args.device, indices=indices)
+    if r.ok:
+        print(f"{args.dir}: {len(r.checked)} of {r.total_present} images regenerate identically")
+        return 0
+    if r.mismatched:
+        print(f"{args.dir}: MISMATCH at indices {','.join(map(str, r.mismatched))}",
+              file=sys.stderr)
+    if r.missing:
+        print(f"{args.dir}: MISSING indices {','.join(map(str, r.missing))}", file=sys.stderr)
+    return 1
+
+
+COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler]] = [
+    ("list", "list generators with a one-line description", _add_list, _cmd_list),
+    ("preview", "render a labelled contact sheet of a generator", _add_preview, _cmd_preview),
+    ("generate", "write a dataset of generated images (resumable)", _add_generate, _cmd_generate),
+    ("verify", "regenerate sampled images of a dataset and compare", _add_verify, _cmd_verify),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from noisevision import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="noisevision",
+        description="Learning to see by looking at noise: generators, datasets, pretraining, "
+                    "evaluation.")
+    parser.add_argument("--version", action="version", version=f"noisevision {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text, add_arguments, handler in COMMANDS:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(p)
+        p.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except UsageError as exc:
+        print(f"noisevision: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("noisevision: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
