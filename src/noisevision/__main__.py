@@ -1,3 +1,5 @@
-from noisevision.cli import main
 import sys
+
+from noisevision.cli import main
+
 sys.exit(main())

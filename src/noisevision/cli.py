@@ -1,4 +1,4 @@
-"""The `noisevision` command: argparse subcommands, each parsing flags and calling one library function.
+"""The `noisevision` command: argparse subcommands that parse flags and call one library function.
 
 A user error (UsageError) prints one line `noisevision: error: ...` and exits with status 2.
 Subcommands register through COMMANDS: (name, help, add_arguments, handler).

@@ -63,12 +63,13 @@ def as_index_tensor(indices, device: torch.device | str | None = None) -> torch.
     """Indices as a 1-D int64 tensor; checks the allowed range."""
     t = torch.as_tensor(indices, dtype=torch.int64, device=device).reshape(-1)
     if t.numel() and (int(t.min()) < 0 or int(t.max()) >= MAX_INDEX):
-        raise ValueError(f"image indices must lie in [0, 2**40), got [{int(t.min())}, {int(t.max())}]")
+        raise ValueError(f"image indices must lie in [0, 2**40), "
+                         f"got [{int(t.min())}, {int(t.max())}]")
     return t
 
 
 class ImageRandom:
-    """Random draws for a batch of images, image b's draws depending only on (seed, stream, index b).
+    """Random draws for a batch of images; image b's draws depend only on (seed, stream, index b).
 
     Each call consumes a fixed block of counters, so the n-th call returns the same numbers for an
     image whatever else is in the batch. Every method returns a tensor shaped (B, *shape) on the

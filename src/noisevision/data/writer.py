@@ -51,13 +51,17 @@ class Shard:
         try:
             k, n = (int(p) for p in text.split("/"))
         except ValueError:
-            raise UsageError(f"bad shard {text!r} (expected K/N with 0 <= K < N, e.g. 0/4)") from None
+            raise UsageError(_bad_shard(text)) from None
         if n < 1 or not 0 <= k < n:
-            raise UsageError(f"bad shard {text!r} (expected K/N with 0 <= K < N, e.g. 0/4)")
+            raise UsageError(_bad_shard(text))
         return cls(k, n)
 
     def bounds(self, start: int, count: int) -> tuple[int, int]:
         return start + self.k * count // self.n, start + (self.k + 1) * count // self.n
+
+
+def _bad_shard(text: str) -> str:
+    return f"bad shard {text!r} (expected K/N with 0 <= K < N, e.g. 0/4)"
 
 
 @dataclass
@@ -103,7 +107,8 @@ def _clear_dataset(out: Path) -> None:
 
 
 def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 0,
-                  start: int = 0, fmt: str = "png", jpeg_quality: int = 95, workers: int | None = None,
+                  start: int = 0, fmt: str = "png", jpeg_quality: int = 95,
+                  workers: int | None = None,
                   device: str | torch.device = "cpu", shard: Shard | None = None,
                   batch_size: int | None = None, overwrite: bool = False, progress: bool = True,
                   on_batch: Callable[[int], None] | None = None) -> WriteResult:
