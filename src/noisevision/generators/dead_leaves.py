@@ -1,0 +1,333 @@
+"""Dead-leaves images (Baradad et al., NeurIPS 2021, section 3.2; reference study section 2).
+
+Leaves (squares, oriented squares, circles, rectangles, triangles, quadrilaterals), each inscribed
+in a circle of random radius, with a uniform random RGB colour and a uniform random centre, are
+painted on top of each other until the canvas is fully covered (at most `max_leaves` leaves;
+pixels still uncovered then stay black, as in the reference).
+
+Defaults follow the reference code that produced the published datasets, not the paper's text:
+radii follow a truncated 1/r^3 power law on a 200-level grid in [0.03, 1] * resolution (the paper
+says "exponential": available as ``radius_law="exponential"``), and the "Shapes" variant mixes six
+kinds (the paper lists circles, triangles and rectangles: set ``shapes`` to get that).
+
+Rendering is batched, with no per-leaf loop. Let first(p) be the smallest leaf index covering
+pixel p and N = max_p first(p), the leaf at which the canvas becomes fully covered; pixel p shows
+the colour of the largest leaf index <= N that covers it. Leaves are processed in chunks for all
+images of a batch at once: every leaf is turned into row spans (one contiguous x-range per row,
+since every leaf is convex), spans into (pixel, leaf) pairs, and ``scatter_reduce(amax)`` keeps
+the topmost leaf per pixel. Images stop taking chunks once covered.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from noisevision.errors import check
+from noisevision.generators.base import Generator, check_resolution, register_generator
+from noisevision.rng import ImageRandom
+
+SHAPE_KINDS = ("circle", "square", "oriented_square", "rectangle", "triangle", "quadrilateral")
+RADIUS_LAWS = ("power", "exponential")
+LEAF_BLOCK = 256  # leaves drawn per random-stream block: image i's leaf k is keyed by (i, k // 256)
+_POLY_TOL = 0.5  # a pixel centre within half a pixel outside a polygon edge is painted (like a
+#                  filled polygon whose outline is rasterised too)
+_NO_LEAF = -1
+
+
+@dataclass(frozen=True)
+class DeadLeavesConfig:
+    resolution: int = 128  # px, square images; reference: 128 small scale, 256 large scale
+    shapes: tuple[str, ...] = ("square",)  # leaf kinds, each leaf's kind uniform among them;
+    #   reference "mixed" = all six SHAPE_KINDS; paper text "Shapes" = circle, triangle, rectangle
+    radius_law: str = "power"  # "power": reference's truncated r^-sigma law on a grid;
+    #   "exponential": paper text, density ~ exp(-exp_rate * r) truncated to [rmin, rmax]
+    sigma: float = 3.0  # power-law exponent, reference hard-codes 3
+    rmin: float = 0.03  # smallest radius, fraction of resolution (reference 0.03)
+    rmax: float = 1.0  # largest radius, fraction of resolution (reference 1.0)
+    radius_levels: int = 200  # grid size of the power law (reference 200 levels)
+    exp_rate: float = 10.0  # exponential law rate, per unit of resolution (paper's lambda; the
+    #   paper gives no value, 10 means a mean radius of about 0.1 * resolution before truncation)
+    max_leaves: int = 5000  # cap on leaves per image (reference max_iters 5000)
+    chunk_leaves: int = 512  # leaves rendered per chunk (speed/memory only; multiple of 256,
+    #   never changes the images)
+
+    def __post_init__(self) -> None:
+        check_resolution(self.resolution)
+        if isinstance(self.shapes, str):
+            object.__setattr__(self, "shapes", (self.shapes,))
+        object.__setattr__(self, "shapes", tuple(self.shapes))
+        check(len(self.shapes) > 0 and all(s in SHAPE_KINDS for s in self.shapes),
+              f"shapes must be a non-empty list of {', '.join(SHAPE_KINDS)}, got {self.shapes!r}")
+        check(self.radius_law in RADIUS_LAWS,
+              f"radius_law must be one of {', '.join(RADIUS_LAWS)}, got {self.radius_law!r}")
+        for name in ("sigma", "rmin", "rmax", "exp_rate"):
+            value = getattr(self, name)
+            check(isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value) and value > 0,
+                  f"{name} must be a positive number, got {value!r}")
+        check(self.rmin < self.rmax <= 4.0,
+              f"need 0 < rmin < rmax <= 4, got rmin={self.rmin!r} rmax={self.rmax!r}")
+        check(isinstance(self.radius_levels, int) and 2 <= self.radius_levels <= 100_000,
+              f"radius_levels must be an integer in [2, 100000], got {self.radius_levels!r}")
+        check(isinstance(self.max_leaves, int) and 1 <= self.max_leaves <= 1_000_000,
+              f"max_leaves must be an integer in [1, 1000000], got {self.max_leaves!r}")
+        check(isinstance(self.chunk_leaves, int) and self.chunk_leaves >= LEAF_BLOCK
+              and self.chunk_leaves % LEAF_BLOCK == 0,
+              f"chunk_leaves must be a positive multiple of {LEAF_BLOCK}, "
+              f"got {self.chunk_leaves!r}")
+
+
+def radius_grid(config: DeadLeavesConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The power law's grid r_k (fractions of resolution) and its CDF, as in the reference."""
+    r = torch.linspace(config.rmin, config.rmax, config.radius_levels, dtype=torch.float64)
+    w = r.pow(-config.sigma) - config.rmax ** -config.sigma
+    cdf = torch.cumsum(w, 0) / w.sum()
+    return r, cdf
+
+
+def sample_radius(config: DeadLeavesConfig, u: torch.Tensor) -> torch.Tensor:
+    """Radius (fraction of resolution, float64) for uniforms u, by the configured law."""
+    if config.radius_law == "exponential":
+        span = 1.0 - math.exp(-config.exp_rate * (config.rmax - config.rmin))
+        return config.rmin - torch.log1p(-u.double() * span) / config.exp_rate
+    r, cdf = radius_grid(config)
+    r, cdf = r.to(u.device), cdf.to(u.device)
+    u = u.double()
+    # the grid level whose CDF value is nearest to u (ties to the lower level, like argmin)
+    hi = torch.searchsorted(cdf, u).clamp_(1, cdf.numel() - 1)
+    lo = hi - 1
+    pick = torch.where((u - cdf[lo]).abs() <= (cdf[hi] - u).abs(), lo, hi)
+    return r[pick]
+
+
+def sample_leaf_block(config: DeadLeavesConfig, indices: torch.Tensor, seed: int,
+                      block: int) -> dict[str, torch.Tensor]:
+    """Parameters of leaves [256*block, 256*block + 256) of each image; every tensor (B, 256, ...).
+
+    A fixed number of draws per leaf, from a stream keyed by (seed, image index, block), so
+    image i's leaves never depend on the batch.
+    """
+    rng = ImageRandom(seed, indices, f"dead_leaves/leaves/{block}")
+    n, res = LEAF_BLOCK, config.resolution
+    u_radius = rng.uniform(n)
+    centre = (rng.uniform(n, 2) * res).floor().to(torch.int64)  # int(U(0, res)) as the reference
+    colour = (rng.uniform(n, 3) * 255).floor() / 255.0  # int(U * 255): 0..254, as the reference
+    kind_pick = rng.integers(0, len(config.shapes), n)
+    theta = rng.uniform(n, high=2 * math.pi)  # oriented square rotation
+    aspect = rng.uniform(n, high=math.pi / 2)  # rectangle: corners (+-r cos a, +-r sin a)
+    angles = rng.uniform(n, 4, high=2 * math.pi).sort(dim=-1).values  # triangle / quadrilateral
+    radius = sample_radius(config, u_radius)
+    radius_px = (radius * res).floor().clamp_(min=1).to(torch.int64)  # max(int(r * res), 1)
+    kind_ids = torch.tensor([SHAPE_KINDS.index(s) for s in config.shapes], device=indices.device)
+    return {"radius": radius.float(), "radius_px": radius_px, "cx": centre[..., 0],
+            "cy": centre[..., 1], "colour": colour, "kind": kind_ids[kind_pick], "theta": theta,
+            "aspect": aspect, "angles": angles}
+
+
+def leaf_geometry(p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per leaf: box half-extents, circle radius, or polygon vertices (4, a triangle repeats one).
+
+    Returns float32 tensors: 'vx', 'vy' (..., 4) polygon vertices (counter-clockwise in (x, y)),
+    'hx', 'hy' box half-extents, 'rad' circle radius, and 'mode' 0 box, 1 circle, 2 polygon.
+    """
+    r = p["radius_px"].float()
+    kind = p["kind"]
+    cx, cy = p["cx"].float(), p["cy"].float()
+    half = torch.floor(r * math.sqrt(2.0) / 2)  # square side r*sqrt(2), corners truncated to int
+    rect_hx = torch.floor(r * torch.cos(p["aspect"]))
+    rect_hy = torch.floor(r * torch.sin(p["aspect"]))
+    is_rect = kind == SHAPE_KINDS.index("rectangle")
+    hx = torch.where(is_rect, rect_hx, half)
+    hy = torch.where(is_rect, rect_hy, half)
+    # oriented square: the integer corners rotated by theta
+    sx = torch.tensor([-1.0, 1.0, 1.0, -1.0], device=r.device)
+    sy = torch.tensor([-1.0, -1.0, 1.0, 1.0], device=r.device)
+    c, s = torch.cos(p["theta"])[..., None], torch.sin(p["theta"])[..., None]
+    ox, oy = half[..., None] * sx, half[..., None] * sy
+    sq_vx, sq_vy = ox * c - oy * s, ox * s + oy * c
+    # triangle / quadrilateral: sorted angles on the circle; a triangle repeats its last vertex
+    ang = p["angles"]
+    tri = kind == SHAPE_KINDS.index("triangle")
+    ang = torch.where(tri[..., None], torch.cat([ang[..., :3], ang[..., 2:3]], -1), ang)
+    pg_vx, pg_vy = r[..., None] * torch.cos(ang), r[..., None] * torch.sin(ang)
+    oriented = (kind == SHAPE_KINDS.index("oriented_square"))[..., None]
+    vx = torch.where(oriented, sq_vx, pg_vx) + cx[..., None]
+    vy = torch.where(oriented, sq_vy, pg_vy) + cy[..., None]
+    mode = torch.full_like(kind, 2)
+    mode = torch.where((kind == SHAPE_KINDS.index("square")) | is_rect, 0, mode)
+    mode = torch.where(kind == SHAPE_KINDS.index("circle"), 1, mode)
+    return {"vx": vx, "vy": vy, "hx": hx, "hy": hy, "rad": r, "mode": mode, "cx": cx, "cy": cy}
+
+
+def _row_extent(g: dict[str, torch.Tensor], res: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and last canvas row (int64, clipped) touched by each leaf."""
+    mode = g["mode"]
+    half_h = torch.where(mode == 0, g["hy"], g["rad"])
+    top = torch.where(mode == 2, torch.ceil(g["vy"].amin(-1) - _POLY_TOL), g["cy"] - half_h)
+    bottom = torch.where(mode == 2, torch.floor(g["vy"].amax(-1) + _POLY_TOL), g["cy"] + half_h)
+    return top.clamp(0, res - 1).long(), bottom.clamp(-1, res - 1).long()
+
+
+def _row_spans(g: dict[str, torch.Tensor], leaf: torch.Tensor, y: torch.Tensor,
+               res: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inclusive x-range [xl, xr] (int64, clipped) of flat leaf ids `leaf` on rows `y`."""
+    mode = g["mode"].reshape(-1)[leaf]
+    cx, cy = g["cx"].reshape(-1)[leaf], g["cy"].reshape(-1)[leaf]
+    yf = y.float()
+    # box
+    hx = g["hx"].reshape(-1)[leaf]
+    # circle: pixel centres within distance r of the centre
+    rad = g["rad"].reshape(-1)[leaf]
+    dy = yf - cy
+    chw = torch.floor(torch.sqrt((rad * rad - dy * dy).clamp_(min=0)))
+    half_w = torch.where(mode == 0, hx, chw)
+    xl = cx - half_w
+    xr = cx + half_w
+    # convex polygon: intersect the half-planes cross(edge, p - v) >= -tol * |edge| on row y
+    poly = mode == 2
+    if bool(poly.any()):
+        vx = g["vx"].reshape(-1, 4)[leaf]
+        vy = g["vy"].reshape(-1, 4)[leaf]
+        ex = vx.roll(-1, -1) - vx
+        ey = vy.roll(-1, -1) - vy
+        tol = _POLY_TOL * torch.sqrt(ex * ex + ey * ey)
+        # condition: a * x + b >= 0 with a = -ey, b = ex * (y - vy) + ey * vx + tol
+        a = -ey
+        b = ex * (yf[:, None] - vy) + ey * vx + tol
+        bound = -b / torch.where(a == 0, torch.ones_like(a), a)
+        lower = torch.where(a > 0, bound, -math.inf).amax(-1)
+        upper = torch.where(a < 0, bound, math.inf).amin(-1)
+        empty = ((a == 0) & (b < 0)).any(-1)
+        upper = torch.where(empty, -math.inf, upper)
+        xl = torch.where(poly, torch.ceil(lower.clamp(-1.0, res + 1.0)), xl)
+        xr = torch.where(poly, torch.floor(upper.clamp(-2.0, res + 1.0)), xr)
+    return xl.clamp(min=0).long(), xr.clamp(max=res - 1).long()
+
+
+def leaf_pixel_pairs(params: dict[str, torch.Tensor], first_leaf: int,
+                     res: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All (pixel, leaf) pairs of a chunk of leaves of B images.
+
+    `params` tensors are (B, L); leaf j of the chunk has global index first_leaf + j. Returns the
+    flat pixel index b * res * res + y * res + x (int64) and the global leaf index (int32) of every
+    covered pixel of every leaf, in leaf order.
+    """
+    g = leaf_geometry(params)
+    B, L = params["kind"].shape
+    dev = params["kind"].device
+    top, bottom = _row_extent(g, res)
+    nrows = (bottom - top + 1).clamp_(min=0).reshape(-1)  # (B*L,)
+    leaf = torch.repeat_interleave(torch.arange(B * L, device=dev), nrows)  # (R,) flat leaf ids
+    row_start = torch.cumsum(nrows, 0) - nrows
+    y = top.reshape(-1)[leaf] + torch.arange(leaf.numel(), device=dev) - row_start[leaf]
+    xl, xr = _row_spans(g, leaf, y, res)
+    width = (xr - xl + 1).clamp_(min=0)  # (R,)
+    pix_start = torch.cumsum(width, 0) - width
+    img = torch.div(leaf, L, rounding_mode="floor")
+    # flat pixel of the span's first pixel minus its offset in the pair list: + arange gives pixels
+    base = img * (res * res) + y * res + xl - pix_start
+    total = int(width.sum())
+    pixel = torch.repeat_interleave(base, width, output_size=total)
+    pixel += torch.arange(total, device=dev)
+    leaf_id = (leaf - img * L + first_leaf).to(torch.int32)
+    value = torch.repeat_interleave(leaf_id, width, output_size=total)
+    return pixel, value
+
+
+LeafSource = Callable[[torch.Tensor, int, int], dict[str, torch.Tensor]]
+
+
+def render_leaf_ids(leaves_for: LeafSource, batch: int, res: int, max_leaves: int,
+                    chunk: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Topmost visible leaf per pixel under "paint on top, stop at full coverage".
+
+    `leaves_for(rows, start, stop)` returns the parameters (len(rows), stop - start) of leaves
+    [start, stop) of the images `rows` (positions in the batch). Returns the leaf id map
+    (B, res, res) int32 (-1 where no leaf covers the pixel) and N per image (int64: the leaf index
+    at which the canvas became fully covered, -1 if the cap was reached first).
+    """
+    hw = res * res
+    last = torch.full((batch, hw), _NO_LEAF, dtype=torch.int32, device=device)
+    done_at = torch.full((batch,), -1, dtype=torch.int64, device=device)
+    active = torch.arange(batch, device=device)
+    for start in range(0, max_leaves, chunk):
+        stop = min(start + chunk, max_leaves)
+        params = leaves_for(active, start, stop)
+        pixel, value = leaf_pixel_pairs(params, start, res)
+        old = last[active]  # (A, hw)
+        new = old.reshape(-1).scatter_reduce(0, pixel, value, "amax").view(-1, hw)
+        full = (new >= 0).all(1)  # (A,)
+        if bool(full.any()):
+            # N = the leaf at which the last uncovered pixel got covered; repaint with leaves <= N
+            first = torch.full_like(new.reshape(-1), torch.iinfo(torch.int32).max)
+            first = first.scatter_reduce(0, pixel, value, "amin").view(-1, hw)
+            first = torch.where(old < 0, first, torch.full_like(first, _NO_LEAF))
+            n_cov = torch.where(full, first.amax(1).long(), max_leaves)  # (A,)
+            keep = value.long() <= n_cov[torch.div(pixel, hw, rounding_mode="floor")]
+            value = torch.where(keep, value, torch.full_like(value, _NO_LEAF))
+            new = old.reshape(-1).scatter_reduce(0, pixel, value, "amax").view(-1, hw)
+            done_at[active[full]] = n_cov[full]
+        last[active] = new
+        active = active[~full]
+        if active.numel() == 0:
+            break
+    return last.view(batch, res, res), done_at
+
+
+class DeadLeaves(Generator):
+    """Dead-leaves images: leaves painted on top until the canvas is covered (section 2)."""
+
+    config_cls = DeadLeavesConfig
+
+    def default_batch_size(self, device: torch.device) -> int:
+        # CPU: ~32 images keep the per-chunk pair tensors around 100 MB at 128 px; GPU: the pair
+        # tensors of 256 images at 128 px stay under a few GB.
+        scale = max(1, (self.config.resolution // 128) ** 2)
+        return max(1, (256 if device.type == "cuda" else 32) // scale)
+
+    def sample_leaves(self, indices: torch.Tensor, seed: int, start: int = 0,
+                      stop: int | None = None) -> dict[str, torch.Tensor]:
+        """Parameters of leaves [start, stop) of the images `indices`: tensors (B, stop - start)."""
+        stop = self.config.max_leaves if stop is None else stop
+        check(0 <= start < stop, f"need 0 <= start < stop, got start={start} stop={stop}")
+        blocks = [sample_leaf_block(self.config, indices, seed, b)
+                  for b in range(start // LEAF_BLOCK, (stop - 1) // LEAF_BLOCK + 1)]
+        lo = start - (start // LEAF_BLOCK) * LEAF_BLOCK
+        return {k: torch.cat([blk[k] for blk in blocks], 1)[:, lo:lo + stop - start]
+                for k in blocks[0]}
+
+    def leaf_ids(self, indices: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, H, W) topmost leaf index per pixel and the covering leaf count N per image."""
+        cfg = self.config
+        return render_leaf_ids(
+            lambda rows, a, b: self.sample_leaves(indices[rows], seed, a, b),
+            indices.numel(), cfg.resolution, cfg.max_leaves, cfg.chunk_leaves, indices.device)
+
+    def render(self, indices: torch.Tensor, seed: int) -> torch.Tensor:
+        cfg = self.config
+        ids, _ = self.leaf_ids(indices, seed)
+        B, res = indices.numel(), cfg.resolution
+        out = torch.zeros(B, res * res, 3, device=indices.device)
+        flat = ids.view(B, -1).long()
+        top = int(flat.max()) if flat.numel() else -1
+        if top >= 0:
+            colours = self.sample_leaves(indices, seed, 0, top + 1)["colour"]  # (B, L, 3)
+            pick = colours.gather(1, flat.clamp(min=0)[..., None].expand(-1, -1, 3))
+            out = torch.where(flat[..., None] >= 0, pick, out)
+        return out.view(B, res, res, 3).permute(0, 3, 1, 2).contiguous()
+
+
+register_generator("dead_leaves_squares", DeadLeaves,
+                   "dead leaves, axis-aligned squares (paper: Dead leaves - Squares)",
+                   shapes=("square",))
+register_generator("dead_leaves_oriented", DeadLeaves,
+                   "dead leaves, squares rotated by U(0, 2pi) (paper: Dead leaves - Oriented)",
+                   shapes=("oriented_square",))
+register_generator("dead_leaves_shapes", DeadLeaves,
+                   "dead leaves, six shape kinds as the reference code "
+                   "(paper: Dead leaves - Shapes)",
+                   shapes=SHAPE_KINDS)
