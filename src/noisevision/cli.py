@@ -16,6 +16,13 @@ from noisevision.errors import UsageError
 Handler = Callable[[argparse.Namespace], int | None]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `noisevision: error: ...`, exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"noisevision: error: {message} (see `{self.prog} --help`)\n")
+
+
 def parse_indices(text: str) -> list[int]:
     """'0-9999' or '1,5,7' or '0-3,10' -> list of ints."""
     out: list[int] = []
@@ -202,7 +209,7 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handle
 def build_parser() -> argparse.ArgumentParser:
     from noisevision import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="noisevision",
         description="Learning to see by looking at noise: generators, datasets, pretraining, "
                     "evaluation.")

@@ -1,0 +1,250 @@
+"""The CLI and the dataset writer: layout, manifest, resume, shards, verify and bad input."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from noisevision.cli import main
+from noisevision.data import encode as encode_mod
+from noisevision.data.layout import existing_indices, image_path
+from noisevision.data.manifest import Manifest
+from noisevision.data.writer import Shard, write_dataset
+from noisevision.errors import UsageError
+from noisevision.generators.base import create_generator
+
+GEN = "dead_leaves_squares"
+RES = "32"
+
+
+def run_cli(*args: str) -> int:
+    return main(list(args))
+
+
+def test_list_shows_every_generator_with_description(capsys):
+    assert run_cli("list") == 0
+    out = capsys.readouterr().out
+    assert "dead_leaves_squares" in out and "dead_leaves_shapes" in out
+    for line in out.strip().splitlines():
+        assert len(line.split(None, 1)) == 2  # a name and a description
+    assert run_cli("list", "dead_leaves*") == 0
+
+
+def test_preview_writes_labelled_sheet(tmp_path):
+    out = tmp_path / "sheet.png"
+    assert run_cli("preview", GEN, "--n", "6", "--resolution", RES, "--out", str(out)) == 0
+    with Image.open(out) as im:
+        assert im.mode == "RGB" and im.width >= 3 * 128  # tiles upscaled to >= 128 px
+
+
+def test_generate_layout_manifest_and_verify(tmp_path, capsys):
+    out = tmp_path / "ds"
+    assert run_cli("generate", GEN, "--n", "12", "--resolution", RES, "--out", str(out),
+                   "--seed", "3", "--quiet") == 0
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert files == [f"00000000/{i:08d}.png" for i in range(12)]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["generator"] == GEN and m["seed"] == 3 and m["count"] == 12
+    assert m["resolution"] == 32 and m["format"] == "png" and m["config"]["resolution"] == 32
+    assert "torch" in m["versions"] and "noisevision" in m["versions"]
+    # files are the generator's images, exactly
+    gen = create_generator(GEN, resolution=32)
+    expected = encode_mod.to_uint8(gen.generate([5], seed=3))[0]
+    assert np.array_equal(np.asarray(Image.open(image_path(out, 5, "png"))), expected)
+    assert run_cli("verify", str(out), "--sample", "5") == 0
+    # chunk folders act as classes for torchvision's ImageFolder
+    from torchvision.datasets import ImageFolder
+
+    assert len(ImageFolder(str(out))) == 12
+
+
+def test_verify_detects_a_tampered_image(tmp_path, capsys):
+    out = tmp_path / "ds"
+    write_dataset(create_generator(GEN, resolution=32), out, 6, progress=False)
+    path = image_path(out, 4, "png")
+    arr = np.asarray(Image.open(path)).copy()
+    arr[0, 0] = 255 - arr[0, 0]
+    Image.fromarray(arr).save(path)
+    assert run_cli("verify", str(out), "--indices", "0-5") == 1
+    assert "MISMATCH at indices 4" in capsys.readouterr().err
+
+
+def test_jpeg_dataset_verifies_within_tolerance(tmp_path):
+    out = tmp_path / "jpg"
+    assert run_cli("generate", GEN, "--n", "4", "--resolution", RES, "--out", str(out),
+                   "--format", "jpg", "--jpeg-quality", "90", "--quiet") == 0
+    assert len(list(out.rglob("*.jpg"))) == 4
+    assert run_cli("verify", str(out), "--sample", "4") == 0
+
+
+def test_resume_skips_complete_files_and_removes_temporaries(tmp_path):
+    gen = create_generator(GEN, resolution=32)
+    out = tmp_path / "ds"
+    first = write_dataset(gen, out, 10, progress=False, batch_size=4)
+    mtimes = {i: image_path(out, i, "png").stat().st_mtime_ns for i in range(10)}
+    # simulate a killed run: three files gone, one stale temporary left behind
+    for i in (2, 7, 9):
+        image_path(out, i, "png").unlink()
+    stale = out / "00000000" / ".00000003.png.999.tmp"
+    stale.write_bytes(b"partial")
+    again = write_dataset(gen, out, 10, progress=False, batch_size=4)
+    assert (first.written, again.written, again.skipped) == (10, 3, 7)
+    assert not stale.exists()
+    assert existing_indices(out, "png") == set(range(10))
+    for i in (0, 1, 3, 8):
+        assert image_path(out, i, "png").stat().st_mtime_ns == mtimes[i]
+
+
+def test_interrupted_run_leaves_no_partial_file(tmp_path, monkeypatch):
+    gen = create_generator(GEN, resolution=32)
+    out = tmp_path / "ds"
+    calls = {"n": 0}
+    real = encode_mod.encode
+
+    def failing_encode(arr, fmt, q=95):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(arr, fmt, q)
+
+    monkeypatch.setattr("noisevision.data.writer.encode", failing_encode)
+    with pytest.raises(KeyboardInterrupt):
+        write_dataset(gen, out, 8, progress=False, workers=1, batch_size=2)
+    monkeypatch.undo()
+    for p in out.rglob("*"):
+        if p.is_file() and p.suffix == ".png":
+            Image.open(p).verify()  # every file present is complete
+    assert not list(out.rglob(".*.tmp"))
+    result = write_dataset(gen, out, 8, progress=False)
+    assert result.written + result.skipped == 8
+    assert existing_indices(out, "png") == set(range(8))
+
+
+def test_batch_size_and_workers_do_not_change_bytes(tmp_path):
+    gen = create_generator(GEN, resolution=32)
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_dataset(gen, a, 9, progress=False, batch_size=9, workers=1)
+    write_dataset(gen, b, 9, progress=False, batch_size=2, workers=3)
+    for i in range(9):
+        assert image_path(a, i, "png").read_bytes() == image_path(b, i, "png").read_bytes()
+
+
+def test_shards_fill_one_dataset_without_overlap(tmp_path):
+    gen = create_generator(GEN, resolution=32)
+    out = tmp_path / "ds"
+    seen = []
+    for k in range(3):
+        r = write_dataset(gen, out, 10, shard=Shard(k, 3), progress=False)
+        seen.append(set(range(*r.indices)))
+        assert r.written == len(seen[-1])
+    assert set().union(*seen) == set(range(10))
+    assert sum(len(s) for s in seen) == 10
+    assert Shard.parse("2/4") == Shard(2, 4)
+
+
+def test_full_disk_gives_clear_error_and_no_partial_file(tmp_path, monkeypatch):
+    real_open = open
+
+    def full_open(path, mode="r", *a, **kw):
+        fh = real_open(path, mode, *a, **kw)
+        if "w" in mode and str(path).endswith(".tmp") and "00000003" in str(path):
+            fh.close()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return fh
+
+    monkeypatch.setattr("builtins.open", full_open)
+    out = tmp_path / "ds"
+    rc = run_cli("generate", GEN, "--n", "6", "--resolution", RES, "--out", str(out),
+                 "--quiet", "--workers", "1")
+    monkeypatch.undo()
+    assert rc == 2
+    assert not image_path(out, 3, "png").exists()
+    assert not list(out.rglob(".*.tmp"))
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["generate", "dead_leaves_squarez", "--n", "4", "--out", "{d}/x"],
+     "did you mean dead_leaves_squares"),
+    (["generate", GEN, "--n", "0", "--out", "{d}/x"], "positive integer"),
+    (["generate", GEN, "--n", "4", "--resolution", "8", "--out", "{d}/x"], ">= 16"),
+    (["generate", GEN, "--n", "4", "--resolution", "abc", "--out", "{d}/x"], ">= 16"),
+    (["generate", GEN, "--n", "4", "--out", "{d}/afile"], "is a file"),
+    (["generate", GEN, "--n", "4", "--out", "{d}/x", "--shard", "3/2"], "bad shard"),
+    (["preview", "nonexistent_gen", "--out", "{d}/s.png"], "unknown generator"),
+    (["verify", "{d}/nothing"], "does not exist"),
+    (["verify", "{d}"], "manifest.json"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, args, needle, capsys):
+    (tmp_path / "afile").write_text("x")
+    args = [a.replace("{d}", str(tmp_path)) for a in args]
+    with pytest.raises(SystemExit) as exit_info:
+        sys.exit(run_cli(*args))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err, err
+    assert len([ln for ln in err.splitlines() if "error" in ln]) == 1
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").rglob("*.png"))
+
+
+def test_existing_dataset_with_other_manifest_is_refused_unless_overwrite(tmp_path, capsys):
+    out = tmp_path / "ds"
+    base = ["generate", GEN, "--resolution", RES, "--out", str(out), "--quiet"]
+    assert run_cli(*base, "--n", "4") == 0
+    assert run_cli(*base, "--n", "4", "--seed", "9") == 2
+    assert "already holds a different dataset" in capsys.readouterr().err
+    assert Manifest.read(out).seed == 0
+    assert run_cli(*base, "--n", "4", "--seed", "9", "--overwrite") == 0
+    assert Manifest.read(out).seed == 9
+    assert run_cli("verify", str(out), "--sample", "4") == 0
+
+
+def test_unwritable_output_folder(tmp_path, capsys):
+    if os.geteuid() == 0:
+        # root ignores permission bits; a path below a regular file is unwritable for anyone
+        target = tmp_path / "afile" / "sub"
+        (tmp_path / "afile").write_text("x")
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target = locked / "sub"
+    assert run_cli("generate", GEN, "--n", "2", "--resolution", RES, "--out", str(target)) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_corrupt_manifest_is_reported(tmp_path, capsys):
+    (tmp_path / "manifest.json").write_text("{not json")
+    assert run_cli("verify", str(tmp_path)) == 2
+    assert "corrupt manifest" in capsys.readouterr().err
+
+
+def test_console_script_and_module_entry_point(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "noisevision", "list"], capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 0 and GEN in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "noisevision", "generate", "nope", "--n", "1",
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("noisevision: error: unknown generator 'nope'")
+
+
+def test_usage_error_for_missing_n(tmp_path):
+    with pytest.raises(UsageError):
+        from noisevision.cli import _cmd_generate, build_parser
+
+        _cmd_generate(build_parser().parse_args(["generate", GEN, "--out", str(tmp_path)]))
+
+
+def test_decode_reports_corrupt_file(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    with pytest.raises(UsageError, match="corrupt or unreadable image"):
+        encode_mod.decode(Path(bad))
