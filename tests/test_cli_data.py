@@ -48,8 +48,9 @@ def test_preview_writes_labelled_sheet(tmp_path):
 def test_generate_layout_manifest_and_verify(tmp_path, capsys):
     out = tmp_path / "ds"
     assert run_cli("generate", GEN, "--n", "12", "--resolution", RES, "--out", str(out),
-                   "--seed", "3", "--quiet") == 0
-    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+                   "--seed", "3", "--quiet", "--sheet") == 0
+    assert Image.open(out / "sheet.png").width > 128
+    files = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*.png"))
     assert files == [f"00000000/{i:08d}.png" for i in range(12)]
     m = json.loads((out / "manifest.json").read_text())
     assert m["generator"] == GEN and m["seed"] == 3 and m["count"] == 12

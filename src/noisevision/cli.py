@@ -148,6 +148,8 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", default=None, help="K/N: write only block K of N (0-based)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a different dataset already in --out")
+    p.add_argument("--sheet", action="store_true",
+                   help="also write DIR/sheet.png, a contact sheet of the first 16 images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -167,6 +169,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                            batch_size=args.batch_size, overwrite=args.overwrite,
                            progress=not args.quiet)
     lo, hi = result.indices
+    if args.sheet:
+        from noisevision.data.sheet import contact_sheet
+
+        shown = list(range(args.start, args.start + min(16, n)))
+        images = gen.generate(shown, seed=args.seed, device=args.device)
+        contact_sheet(images, [str(i) for i in shown],
+                      title=f"{args.name}  seed {args.seed}  {gen.resolution}px").save(
+            result.out / "sheet.png")
     print(f"{result.out}: wrote {result.written}, skipped {result.skipped} already present "
           f"(indices {lo}..{hi - 1})")
     return 0
