@@ -14,8 +14,18 @@ from noisevision.ssl.encoders import (
     load_encoder,
     save_encoder,
 )
+from noisevision.ssl.losses import (
+    align_loss,
+    align_uniform_loss,
+    infonce_loss,
+    uniform_loss,
+)
 
 __all__ = [
+    "align_loss",
+    "align_uniform_loss",
+    "infonce_loss",
+    "uniform_loss",
     "ARCHS",
     "ENCODER_FORMAT",
     "ResNet50Encoder",

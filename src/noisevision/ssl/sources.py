@@ -1,0 +1,311 @@
+"""Training data: generators rendered on the fly, image folders, and weighted mixtures of both.
+
+A data spec names one or more sources with weights, e.g.
+``dead_leaves_shapes:1,stat_spectrum_color_wmm:1,/data/stylegan_oriented:2``. Each source is a
+registered generator name or a folder (one written by ``noisevision generate``, any ImageFolder
+tree or a plain folder of images, searched recursively).
+
+Generators run in one of two regimes (Baradad et al. 2021, Sec. 4 and Table 1):
+* ``cached``: a fixed index set (the paper's 105k / 1.3M datasets) rendered once on the training
+  device and kept there as uint8 (105k images at 128 px are 5 GB);
+* ``continuous``: fresh indices every epoch, rendered every step (the paper's 38.94% experiment).
+
+Every epoch has ``images`` slots in all, shared between the sources in proportion to their
+weights (a generator's fixed index set holds exactly its share). Under DDP each rank owns a
+disjoint shard of every source (indices r, r + W, r + 2W, ...), renders or reads only that shard,
+and draws its batches from it. The order of an epoch is a pure function of (seed, epoch, rank),
+so a run resumes from (epoch, step) without any saved sampler state.
+
+All sources deliver square images of one side ``image_size`` (folders are resized on decoding
+when their images differ, with PIL's antialiased bilinear filter).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from noisevision.errors import UsageError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
+GENERATOR_MODES = ("cached", "continuous")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    source: str   # generator name or folder path
+    weight: float  # relative share of every epoch
+
+
+def parse_data_spec(spec: str) -> list[SourceSpec]:
+    """'a:1,b:2,/folder' -> [SourceSpec]; weights default to 1 and must be finite and > 0."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise UsageError("--data is empty (give a generator name, a folder, or NAME:WEIGHT,...)")
+    out = []
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            raise UsageError(f"empty entry in --data {spec!r} (format: SOURCE[:WEIGHT],...)")
+        source, weight = item, 1.0
+        if ":" in item:
+            source, text = item.rsplit(":", 1)
+            try:
+                weight = float(text)
+            except ValueError:
+                raise UsageError(f"bad weight {text!r} for {source!r} in --data "
+                                 "(allowed: a positive number, e.g. name:2)") from None
+            if not (math.isfinite(weight) and weight > 0):
+                raise UsageError(f"bad weight {text!r} for {source!r} in --data "
+                                 "(allowed: a positive finite number)")
+        out.append(SourceSpec(source.strip(), weight))
+    return out
+
+
+def _seed_for(*parts: object) -> int:
+    return zlib.crc32("/".join(map(str, parts)).encode())
+
+
+# ---------------------------------------------------------------- components
+
+class GeneratorComponent:
+    """A registered generator on the training device (cached index set or continuous)."""
+
+    def __init__(self, name: str, *, image_size: int, seed: int, mode: str,
+                 render_batch: int | None = None) -> None:
+        from noisevision.generators.base import create_generator
+        if mode not in GENERATOR_MODES:
+            raise UsageError(f"unknown generator mode {mode!r} "
+                             f"(allowed: {', '.join(GENERATOR_MODES)})")
+        self.name, self.mode, self.seed = name, mode, int(seed)
+        self.generator = create_generator(name, resolution=image_size)
+        self.render_batch = render_batch
+        self.cache: torch.Tensor | None = None
+        self.images = 0  # the whole index set (all ranks): set by prepare()
+
+    def describe(self) -> dict:
+        return {"kind": "generator", "mode": self.mode, "images": self.images,
+                **self.generator.describe()}
+
+    def prepare(self, images: int, device: torch.device, rank: int, world: int,
+                progress: bool) -> None:
+        self.images, self.device, self.rank, self.world = images, device, rank, world
+        if self.mode == "cached":
+            self.cache = self._render_shard(progress)
+
+    def shard_size(self) -> int | None:
+        """Distinct items this rank owns (None: unbounded, fresh every epoch)."""
+        return None if self.mode == "continuous" else len(range(self.rank, self.images,
+                                                                  self.world))
+
+    def _render_shard(self, progress: bool) -> torch.Tensor:
+        from tqdm import tqdm
+        idx = torch.arange(self.rank, self.images, self.world, device=self.device)
+        bs = self.render_batch or self.generator.default_batch_size(self.device)
+        s = self.generator.resolution
+        cache = torch.empty(idx.numel(), 3, s, s, dtype=torch.uint8, device=self.device)
+        bar = tqdm(total=idx.numel(), desc=f"render {self.name}", unit="img",
+                   disable=not progress, leave=False)
+        with torch.no_grad():
+            for i in range(0, idx.numel(), bs):
+                x = self.generator.render(idx[i:i + bs], self.seed)        # (b, 3, S, S)
+                cache[i:i + bs] = x.clamp(0, 1).mul(255).round_().to(torch.uint8)
+                bar.update(x.shape[0])
+        bar.close()
+        return cache
+
+    @torch.no_grad()
+    def fetch(self, epoch: int, ids: torch.Tensor) -> torch.Tensor:
+        if self.cache is not None:
+            return self.cache[ids.to(self.device)]
+        # Fresh indices: epoch e owns [e * images, (e + 1) * images), rank r every W-th of them.
+        idx = epoch * self.images + self.rank + self.world * ids.to(self.device)
+        return self.generator.render(idx, self.seed).clamp_(0.0, 1.0)
+
+    def batches(self, epoch: int, id_batches: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        for ids in id_batches:
+            yield self.fetch(epoch, ids)
+
+
+class _FolderDataset(torch.utils.data.Dataset):
+    def __init__(self, files: list[str], size: int) -> None:
+        self.files, self.size = files, size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        path = self.files[i]
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                if im.size != (self.size, self.size):
+                    im = im.resize((self.size, self.size), Image.BILINEAR)
+                arr = np.asarray(im, dtype=np.uint8).copy()
+        except Exception as exc:  # noqa: BLE001  (reported in the main process, one line)
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), f"{path}: {reason}"
+        return torch.from_numpy(arr).permute(2, 0, 1), ""
+
+
+def _collate(items: list[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, list[str]]:
+    return torch.stack([x for x, _ in items]), [e for _, e in items if e]
+
+
+def scan_folder(path: str | os.PathLike) -> list[str]:
+    """Image files under `path`, recursively, sorted; hidden and temporary files skipped."""
+    root = Path(path)
+    if not root.exists():
+        raise UsageError(f"data folder {str(root)!r} does not exist "
+                         "(give a folder of images or a registered generator name)")
+    if not root.is_dir():
+        raise UsageError(f"data source {str(root)!r} is not a folder")
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        files += [os.path.join(dirpath, f) for f in filenames
+                  if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
+    if not files:
+        raise UsageError(f"data folder {str(root)!r} holds no images "
+                         f"(looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return sorted(files)
+
+
+class FolderComponent:
+    """A folder of images read by DataLoader workers (PIL decoding) and sent to the device."""
+
+    def __init__(self, path: str, *, image_size: int, workers: int = 4) -> None:
+        self.path, self.image_size, self.workers = path, image_size, workers
+        self.files = scan_folder(path)
+        for f in self.files:  # header check of every file: cheap, catches most corrupt files
+            try:
+                with Image.open(f) as im:
+                    im.size  # noqa: B018
+            except Exception:  # noqa: BLE001
+                raise UsageError(f"corrupt or unreadable image {f!r} in data folder "
+                                 f"{path!r}") from None
+        self.images = len(self.files)
+
+    def describe(self) -> dict:
+        return {"kind": "folder", "path": str(Path(self.path).resolve()), "images": self.images}
+
+    def prepare(self, images: int, device: torch.device, rank: int, world: int,
+                progress: bool) -> None:
+        del images, progress  # a folder's size is its own
+        self.device = device
+        self.shard = self.files[rank::world]
+        if not self.shard:
+            raise UsageError(f"data folder {self.path!r} has fewer images ({len(self.files)}) "
+                             f"than processes ({world})")
+
+    def shard_size(self) -> int | None:
+        return len(self.shard)
+
+    def batches(self, epoch: int, id_batches: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        del epoch
+        loader = torch.utils.data.DataLoader(
+            _FolderDataset(self.shard, self.image_size),
+            batch_sampler=[ids.tolist() for ids in id_batches], num_workers=self.workers,
+            collate_fn=_collate, pin_memory=self.device.type == "cuda",
+            persistent_workers=False)
+        for images, errors in loader:
+            if errors:
+                raise UsageError(f"corrupt or unreadable image {errors[0]}")
+            yield images.to(self.device, non_blocking=True)
+
+
+# ---------------------------------------------------------------- the mixture and its plan
+
+class DataSource:
+    """Weighted mixture of components; yields this rank's batches of one epoch."""
+
+    def __init__(self, spec: str, *, image_size: int, images: int | None, seed: int,
+                 generator_mode: str = "cached", workers: int = 4,
+                 render_batch: int | None = None) -> None:
+        from noisevision.generators.base import GENERATORS, _ensure_families_loaded
+        _ensure_families_loaded()
+        self.specs = parse_data_spec(spec)
+        self.seed = int(seed)
+        self.components: list[GeneratorComponent | FolderComponent] = []
+        for s in self.specs:
+            if s.source in GENERATORS:
+                self.components.append(GeneratorComponent(
+                    s.source, image_size=image_size, seed=seed, mode=generator_mode,
+                    render_batch=render_batch))
+            elif os.sep in s.source or os.path.exists(s.source) or s.source.startswith("."):
+                self.components.append(FolderComponent(s.source, image_size=image_size,
+                                                       workers=workers))
+            else:
+                raise UsageError(f"{GENERATORS.unknown_message(s.source)}; "
+                                 "or give an existing folder of images")
+        if images is None:
+            if any(isinstance(c, GeneratorComponent) for c in self.components):
+                raise UsageError("--images is needed when --data names a generator")
+            images = sum(c.images for c in self.components)
+        if not (isinstance(images, int) and images >= 1):
+            raise UsageError(f"--images must be a positive integer, got {images!r}")
+        total_w = sum(s.weight for s in self.specs)
+        shares = [int(round(images * s.weight / total_w)) for s in self.specs]
+        shares[-1] = images - sum(shares[:-1])
+        if min(shares) < 1:
+            raise UsageError(f"--images {images} is too small for {len(shares)} weighted sources")
+        self.images, self.shares, self.image_size = images, shares, image_size
+
+    def describe(self) -> list[dict]:
+        return [{"weight": s.weight, "share": n, **c.describe()}
+                for s, n, c in zip(self.specs, self.shares, self.components, strict=True)]
+
+    def prepare(self, device: torch.device, rank: int = 0, world: int = 1,
+                progress: bool = True) -> None:
+        self.rank, self.world = rank, world
+        for n, c in zip(self.shares, self.components, strict=True):
+            c.prepare(n, device, rank, world, progress)
+        # Slots of one epoch on this rank, per component (the same on every rank).
+        self.counts = [n // world for n in self.shares]
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return sum(self.counts) // batch_size
+
+    def plan(self, epoch: int, batch_size: int) -> list[list[torch.Tensor]]:
+        """plan[step][component] = this rank's item ids (CPU int64) for that step."""
+        per_comp = []
+        for i, (c, n) in enumerate(zip(self.components, self.counts, strict=True)):
+            size = c.shard_size()
+            if size is None:
+                per_comp.append(torch.arange(n))
+                continue
+            g = torch.Generator().manual_seed(_seed_for(self.seed, epoch, self.rank, i))
+            reps = [torch.randperm(size, generator=g) for _ in range(-(-n // size))]
+            per_comp.append(torch.cat(reps)[:n])
+        g = torch.Generator().manual_seed(_seed_for(self.seed, epoch, self.rank, "mix"))
+        owner = torch.cat([torch.full((n,), i) for i, n in enumerate(self.counts)])
+        owner = owner[torch.randperm(owner.numel(), generator=g)]
+        steps = owner.numel() // batch_size
+        owner = owner[:steps * batch_size].view(steps, batch_size)
+        out: list[list[torch.Tensor]] = [[] for _ in range(steps)]
+        for i, ids in enumerate(per_comp):
+            used = (owner == i).sum(dim=1).tolist()
+            start = 0
+            for s in range(steps):
+                out[s].append(ids[start:start + used[s]])
+                start += used[s]
+        return out
+
+    def epoch_batches(self, epoch: int, batch_size: int,
+                      start_step: int = 0) -> Iterator[torch.Tensor]:
+        """This rank's image batches (b, 3, S, S) of `epoch`, from `start_step` on."""
+        plan = self.plan(epoch, batch_size)[start_step:]
+        iters = [c.batches(epoch, [p[i] for p in plan if p[i].numel()])
+                 for i, c in enumerate(self.components)]
+        for step in plan:
+            parts = [next(iters[i]) for i, ids in enumerate(step) if ids.numel()]
+            if any(p.dtype != torch.uint8 for p in parts) and len(parts) > 1:
+                parts = [p.float() / 255.0 if p.dtype == torch.uint8 else p for p in parts]
+            yield parts[0] if len(parts) == 1 else torch.cat(parts)

@@ -1,0 +1,362 @@
+"""Contrastive pretraining on noise: the training loop, top to bottom.
+
+Two recipes (Baradad et al. 2021, Sec. 4; reference Sec. 8), reference hyperparameters as the
+defaults:
+
+* ``small``: SmallAlexNet, Alignment + Uniformity (alpha 2, t 2, weights 1/1), SGD lr 0.36 at
+  batch 768 (0.12 per 256, scaled linearly when only the batch changes), momentum 0.9, weight
+  decay 1e-4, 200 epochs, lr x0.1 at epochs 155/170/185 (at the same fractions of the run when
+  --epochs differs), 64 px crops of 128 px images.
+* ``moco``: MoCo v2 on ResNet-50: dim 128, queue 65,536, momentum 0.999, temperature 0.2, MLP
+  head, SGD lr 0.03 per 256 images (upstream MoCo v2's ImageNet default, which the paper says it
+  used; the reference repository's 0.015 is not the default we pick), momentum 0.9, weight decay
+  1e-4, cosine schedule over 200 epochs (per epoch, as MoCo), aug-plus at 224 px of 256 px images.
+
+The run folder RUN holds config.json (resolved config and environment), log.jsonl (one JSON line
+per log interval and per epoch), checkpoint.pt (full state, see checkpoint.py) and encoder.pt
+(the backbone alone, see encoders.py), both rewritten at every checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from noisevision.errors import UsageError, check
+from noisevision.ssl import ddp
+from noisevision.ssl.augment import TwoViewAugment, moco_augment, small_augment
+from noisevision.ssl.checkpoint import load_checkpoint, save_checkpoint
+from noisevision.ssl.encoders import build_encoder, save_encoder
+from noisevision.ssl.losses import align_uniform_loss
+from noisevision.ssl.moco import MoCo
+from noisevision.ssl.sources import GENERATOR_MODES, DataSource, _seed_for, scan_folder
+
+RECIPES = ("small", "moco")
+# Per-recipe defaults for the fields left None in PretrainConfig (reference Sec. 8.1 / 8.3).
+RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "small": {"epochs": 200, "batch_size": 768, "lr_per_256": 0.12, "crop": 64,
+              "image_size": 128, "images": 105_000},
+    "moco": {"epochs": 200, "batch_size": 256, "lr_per_256": 0.03, "crop": 224,
+             "image_size": 256, "images": 1_300_000},
+}
+SMALL_MILESTONES = (155 / 200, 170 / 200, 185 / 200)  # fractions of the run; x0.1 at each
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    data: str                          # SOURCE[:WEIGHT],... generator names and/or folders
+    out: str                           # run folder
+    recipe: str = "small"              # small | moco
+    images: int | None = None          # images per epoch (generators: the index set size);
+    #                                    None: 105,000 small / 1,300,000 moco, folders: their size
+    generator_mode: str = "cached"     # cached (fixed index set on device) | continuous
+    image_size: int | None = None      # source side px (None: 128 small / 256 moco / folder's)
+    epochs: int | None = None          # None: 200 (both recipes)
+    batch_size: int | None = None      # global batch (all ranks); None: 768 small / 256 moco
+    lr: float | None = None            # None: 0.12 (small) or 0.03 (moco) x batch / 256
+    momentum: float = 0.9              # SGD momentum (both recipes)
+    weight_decay: float = 1e-4         # both recipes
+    crop: int | None = None            # crop side px; None: 64 small / 224 moco
+    pre_resize: int | None = None      # small: resize to this first (paper text 96; ref. None)
+    width: float = 1.0                 # small: channel multiplier of SmallAlexNet (1 = ref.)
+    align_alpha: float = 2.0           # small: alignment exponent (ref. 2)
+    unif_t: float = 2.0                # small: uniformity temperature (ref. 2)
+    moco_dim: int = 128                # moco: embedding size
+    moco_queue: int = 65536            # moco: queue length K
+    moco_momentum: float = 0.999       # moco: key-encoder EMA momentum
+    moco_temperature: float = 0.2      # moco: InfoNCE temperature (MoCo v2)
+    moco_mlp: bool = True              # moco: 2-layer MLP head (MoCo v2)
+    moco_bn: str = "shuffle"           # moco: shuffle | sync | none
+    seed: int = 0                      # model init, data order and augmentation draws
+    device: str = "auto"
+    precision: str = "auto"            # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    channels_last: bool | None = None  # None: on for CUDA
+    compile: bool = False              # torch.compile the model
+    workers: int = 4                   # DataLoader workers for folders
+    render_batch: int | None = None    # generator render batch for the cached set
+    checkpoint_every: int | None = None  # steps between checkpoints; None: every epoch
+    log_every: int = 20                # steps between log lines (and non-finite checks)
+    tensorboard: bool = False          # also write TensorBoard events (needs `tensorboard`)
+    quiet: bool = False
+    stop_after: int | None = None      # tests: stop abruptly after this many steps (a "kill")
+
+    def __post_init__(self) -> None:
+        check(self.recipe in RECIPES, f"unknown recipe {self.recipe!r} "
+              f"(allowed: {', '.join(RECIPES)})")
+        check(self.generator_mode in GENERATOR_MODES, f"unknown generator mode "
+              f"{self.generator_mode!r} (allowed: {', '.join(GENERATOR_MODES)})")
+        check(self.precision in ("auto", "fp32", "bf16"),
+              f"unknown precision {self.precision!r} (allowed: auto, fp32, bf16)")
+        for name in ("images", "epochs", "batch_size", "crop", "image_size", "checkpoint_every"):
+            v = getattr(self, name)
+            check(v is None or (isinstance(v, int) and v >= 1),
+                  f"{name} must be a positive integer, got {v!r}")
+        check(self.lr is None or (math.isfinite(self.lr) and self.lr > 0),
+              f"lr must be a positive number, got {self.lr!r}")
+        check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every!r}")
+
+    def resolved(self) -> PretrainConfig:
+        """Fill the recipe defaults in (the config written to RUN/config.json)."""
+        d = RECIPE_DEFAULTS[self.recipe]
+        image_size = self.image_size
+        if image_size is None:
+            image_size = _folder_only_size(self.data) or d["image_size"]
+        batch = self.batch_size or d["batch_size"]
+        return dataclasses.replace(
+            self, epochs=self.epochs or d["epochs"], batch_size=batch,
+            lr=self.lr or d["lr_per_256"] * batch / 256, crop=self.crop or d["crop"],
+            image_size=image_size, images=self.images if self.images or not _has_generator(
+                self.data) else d["images"])
+
+
+def _has_generator(spec: str) -> bool:
+    from noisevision.generators.base import GENERATORS, _ensure_families_loaded
+    from noisevision.ssl.sources import parse_data_spec
+    _ensure_families_loaded()
+    return any(s.source in GENERATORS for s in parse_data_spec(spec))
+
+
+def _folder_only_size(spec: str) -> int | None:
+    """Side of the first image when --data is folders only (so they are not resized)."""
+    from PIL import Image
+
+    from noisevision.ssl.sources import parse_data_spec
+    if _has_generator(spec):
+        return None
+    with Image.open(scan_folder(parse_data_spec(spec)[0].source)[0]) as im:
+        return int(min(im.size))
+
+
+def learning_rate(cfg: PretrainConfig, epoch: int) -> float:
+    """The schedule, a pure function of the epoch (nothing to save beyond the config)."""
+    if cfg.recipe == "small":
+        drops = sum(epoch >= round(f * cfg.epochs) for f in SMALL_MILESTONES)
+        return cfg.lr * 0.1 ** drops
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
+
+
+def build_model(cfg: PretrainConfig) -> nn.Module:
+    """The trained module: SmallAlexNet (small) or MoCo around a ResNet-50 (moco)."""
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
+        torch.manual_seed(cfg.seed)
+        if cfg.recipe == "small":
+            return build_encoder("small_alexnet", width=cfg.width, input_size=cfg.crop)
+        return MoCo(build_encoder("resnet50"), dim=cfg.moco_dim, queue_size=cfg.moco_queue,
+                    momentum=cfg.moco_momentum, temperature=cfg.moco_temperature,
+                    mlp=cfg.moco_mlp, bn=cfg.moco_bn, seed=cfg.seed)
+
+
+def _environment(device: torch.device, world: int) -> dict[str, Any]:
+    import noisevision
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        sha = None
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return {"noisevision": noisevision.__version__, "torch": torch.__version__,
+            "python": platform.python_version(), "device": str(device), "device_name": name,
+            "world_size": world, "git_sha": sha}
+
+
+def _prepare_run_folder(cfg: PretrainConfig, resume: bool) -> tuple[Path, dict | None]:
+    run = Path(cfg.out)
+    ckpt = run / "checkpoint.pt"
+    if resume:
+        return run, load_checkpoint(ckpt)
+    if run.exists() and any(run.iterdir()):
+        raise UsageError(f"run folder {str(run)!r} is not empty "
+                         "(pass --resume to continue it, or choose another --out)")
+    return run, None
+
+
+class _Logger:
+    def __init__(self, run: Path, enabled: bool, tensorboard: bool) -> None:
+        self.enabled = enabled
+        self.path = run / "log.jsonl"
+        self.tb = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise UsageError("--tensorboard needs the `tensorboard` package "
+                                 "(pip install tensorboard)") from None
+            self.tb = SummaryWriter(str(run / "tensorboard"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None and "global_step" in record:
+            for k, v in record.items():
+                if isinstance(v, float):
+                    self.tb.add_scalar(k, v, record["global_step"])
+
+
+def pretrain(config: PretrainConfig, *, resume: bool = False) -> Path:
+    """Train as `config` says (or continue RUN/checkpoint.pt); returns the run folder."""
+    info = ddp.init_distributed(config.device)
+    try:
+        return _train(config, resume, info)
+    finally:
+        ddp.shutdown_distributed()
+
+
+def _train(config: PretrainConfig, resume: bool, info: ddp.DistInfo) -> Path:
+    run, state = _prepare_run_folder(config, resume)
+    if state is not None:  # the stored config wins, except where it does not change results
+        stored = PretrainConfig(**state["config"])
+        cfg = dataclasses.replace(stored, device=config.device, quiet=config.quiet,
+                                  workers=config.workers, stop_after=config.stop_after)
+    else:
+        cfg = config.resolved()
+    check(cfg.batch_size % info.world_size == 0, f"batch_size {cfg.batch_size} must be a "
+          f"multiple of the number of processes ({info.world_size})")
+    check(cfg.recipe == "moco" or cfg.batch_size // info.world_size >= 2,
+          "batch_size per process must be >= 2 for the uniformity loss")
+    dev, local_batch = info.device, cfg.batch_size // info.world_size
+    progress = info.is_main and not cfg.quiet
+
+    # ---- data and augmentation
+    source = DataSource(cfg.data, image_size=cfg.image_size, images=cfg.images, seed=cfg.seed,
+                        generator_mode=cfg.generator_mode, workers=cfg.workers,
+                        render_batch=cfg.render_batch)
+    steps_per_epoch = sum(n // info.world_size for n in source.shares) // local_batch
+    if steps_per_epoch < 1:
+        raise UsageError(f"an epoch of {source.images} images holds no full batch of "
+                         f"{cfg.batch_size} (lower --batch-size or raise --images)")
+    aug_cfg = (small_augment(cfg.crop, cfg.pre_resize) if cfg.recipe == "small"
+               else moco_augment(cfg.crop))
+    augment = TwoViewAugment(aug_cfg, cfg.seed)
+
+    # ---- model, optimiser, precision
+    model = build_model(cfg).to(dev)
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and dev.type == "cuda")
+    channels_last = cfg.channels_last if cfg.channels_last is not None else dev.type == "cuda"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    epoch, step = 0, 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        epoch, step = int(state["epoch"]), int(state["step"])
+    train_model: nn.Module = model
+    if info.distributed:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+    backbone = model if cfg.recipe == "small" else model.backbone
+    arch = "small_alexnet" if cfg.recipe == "small" else "resnet50"
+
+    # ---- run folder
+    if info.is_main:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.json").write_text(json.dumps(
+            {"config": dataclasses.asdict(cfg), "augment": dataclasses.asdict(aug_cfg),
+             "data": None, "environment": _environment(dev, info.world_size)}, indent=2))
+    logger = _Logger(run, info.is_main, cfg.tensorboard)
+    source.prepare(dev, info.rank, info.world_size, progress)
+    if info.is_main:
+        cfg_json = json.loads((run / "config.json").read_text())
+        cfg_json["data"] = source.describe()
+        (run / "config.json").write_text(json.dumps(cfg_json, indent=2))
+
+    def save(next_epoch: int, next_step: int) -> None:
+        if not info.is_main:
+            return
+        meta = {"recipe": cfg.recipe, "data": cfg.data, "epochs": cfg.epochs,
+                "epochs_done": next_epoch + next_step / steps_per_epoch,
+                "images_per_epoch": source.images, "crop": cfg.crop, "seed": cfg.seed,
+                "feature_layer": getattr(backbone, "feature_layer", -1)}
+        save_checkpoint(run / "checkpoint.pt", {
+            "config": dataclasses.asdict(cfg), "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "epoch": next_epoch, "step": next_step,
+            "schedule": {"recipe": cfg.recipe, "base_lr": cfg.lr,
+                         "lr_next": learning_rate(cfg, next_epoch)}})
+        save_encoder(run / "encoder.pt", backbone, arch, meta)
+
+    # ---- the loop
+    from tqdm import tqdm
+    total_steps = cfg.epochs * steps_per_epoch
+    done = epoch * steps_per_epoch + step
+    bar = tqdm(total=total_steps * cfg.batch_size, initial=done * cfg.batch_size, unit="img",
+               unit_scale=True, disable=not progress, desc=f"pretrain {cfg.recipe}")
+    nonfinite = torch.zeros((), dtype=torch.bool, device=dev)
+    last_good = (epoch, step)
+    t_log, n_log = time.perf_counter(), 0
+    autocast = (torch.autocast(dev.type, dtype=torch.bfloat16) if use_bf16
+                else contextlib.nullcontext())
+    train_model.train()
+    while epoch < cfg.epochs:
+        lr = learning_rate(cfg, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        for images in source.epoch_batches(epoch, local_batch, start_step=step):
+            augment.reseed(_seed_for(cfg.seed, "augment", info.rank, epoch, step))
+            v1, v2 = augment(images)                                   # (b, 3, crop, crop) x 2
+            if channels_last:
+                v1 = v1.contiguous(memory_format=torch.channels_last)
+                v2 = v2.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                if cfg.recipe == "small":
+                    z = train_model(torch.cat([v1, v2]))               # (2b, 128) unit rows
+                    loss, parts = align_uniform_loss(z[:local_batch], z[local_batch:],
+                                                     alpha=cfg.align_alpha, t=cfg.unif_t)
+                else:
+                    model.shuffle_generator.manual_seed(_seed_for(cfg.seed, "shuffle", done))
+                    loss, _ = train_model(v1, v2)
+                    parts = {}
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            nonfinite |= ~torch.isfinite(loss.detach())
+            step, done, n_log = step + 1, done + 1, n_log + 1
+            bar.update(cfg.batch_size)
+            at_end = step == steps_per_epoch
+            ckpt_due = at_end or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
+            if done % cfg.log_every == 0 or ckpt_due:
+                if bool(ddp.all_reduce_mean(nonfinite.float()) > 0):
+                    bar.close()
+                    raise UsageError(
+                        f"loss became nan/inf by epoch {epoch} step {step}; training stopped; "
+                        f"last good checkpoint: {run / 'checkpoint.pt'} (epoch "
+                        f"{last_good[0]}, step {last_good[1]}); lower --lr or check the data")
+                rate = n_log * cfg.batch_size / max(time.perf_counter() - t_log, 1e-9)
+                rec = {"epoch": epoch, "step": step, "global_step": done, "lr": lr,
+                       "loss": float(ddp.all_reduce_mean(loss)), "images_per_s": rate}
+                rec.update({k: float(ddp.all_reduce_mean(v)) for k, v in parts.items()})
+                logger.write(rec)
+                bar.set_postfix(loss=f"{rec['loss']:.4f}")
+                t_log, n_log = time.perf_counter(), 0
+            if ckpt_due and not at_end:
+                save(epoch, step)
+                last_good = (epoch, step)
+            if cfg.stop_after is not None and done >= cfg.stop_after:
+                bar.close()
+                return run  # simulated kill: nothing more is written
+        epoch, step = epoch + 1, 0
+        save(epoch, 0)
+        last_good = (epoch, 0)
+        if dev.type == "cuda":
+            logger.write({"epoch_done": epoch, "peak_memory_gib":
+                          torch.cuda.max_memory_allocated(dev) / 2**30})
+    bar.close()
+    logger.write({"finished": True, "epochs": cfg.epochs, "global_step": done})
+    ddp.barrier()
+    return run
