@@ -203,6 +203,10 @@ def _row_spans(g: dict[str, torch.Tensor], leaf: torch.Tensor, y: torch.Tensor,
         upper = torch.where(a < 0, bound, math.inf).amin(-1)
         empty = ((a == 0) & (b < 0)).any(-1)
         upper = torch.where(empty, -math.inf, upper)
+        # the vertices' bounding box also bounds the span: a degenerate polygon (a radius-1
+        # oriented square has all four corners at its centre) is then one pixel, not a full row
+        lower = torch.maximum(lower, vx.amin(-1) - _POLY_TOL)
+        upper = torch.minimum(upper, vx.amax(-1) + _POLY_TOL)
         xl = torch.where(poly, torch.ceil(lower.clamp(-1.0, res + 1.0)), xl)
         xr = torch.where(poly, torch.floor(upper.clamp(-2.0, res + 1.0)), xr)
     return xl.clamp(min=0).long(), xr.clamp(max=res - 1).long()
