@@ -208,11 +208,68 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+# --- pretrain -------------------------------------------------------------------------------
+
+def _add_pretrain(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", choices=("small", "moco"), default="small",
+                   help="small = SmallAlexNet + Alignment/Uniformity, moco = MoCo v2 ResNet-50")
+    p.add_argument("--data", required=True,
+                   help="SOURCE[:WEIGHT],... generator names and/or image folders")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue RUN/checkpoint.pt")
+    p.add_argument("--images", type=_positive, default=None,
+                   help="images per epoch (generators: index set size; default 105,000 small, "
+                        "1,300,000 moco; folders: their size)")
+    p.add_argument("--continuous", action="store_true",
+                   help="generators: fresh indices every epoch instead of a cached set")
+    p.add_argument("--resolution", type=_resolution, default=None,
+                   help="source image side (default 128 small / 256 moco)")
+    p.add_argument("--crop", type=_positive, default=None, help="crop side (64 small / 224 moco)")
+    p.add_argument("--pre-resize", type=_positive, default=None,
+                   help="small: resize to this side before cropping (paper text: 96)")
+    p.add_argument("--epochs", type=_positive, default=None)
+    p.add_argument("--batch-size", type=_positive, default=None, help="global batch")
+    p.add_argument("--lr", type=float, default=None, help="default: recipe lr x batch / 256")
+    p.add_argument("--width", type=float, default=1.0,
+                   help="small: SmallAlexNet channel multiplier (1 = reference)")
+    p.add_argument("--moco-queue", type=_positive, default=65536)
+    p.add_argument("--moco-bn", choices=("shuffle", "sync", "none"), default="shuffle")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--workers", type=int, default=4, help="loader workers for folders")
+    p.add_argument("--checkpoint-every", type=_positive, default=None,
+                   help="steps between checkpoints (default: every epoch)")
+    p.add_argument("--log-every", type=_positive, default=20)
+    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from noisevision.ssl.train import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(
+        data=args.data, out=args.out, recipe=args.recipe, images=args.images,
+        generator_mode="continuous" if args.continuous else "cached",
+        image_size=args.resolution, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        crop=args.crop, pre_resize=args.pre_resize, width=args.width,
+        moco_queue=args.moco_queue, moco_bn=args.moco_bn, seed=args.seed, device=args.device,
+        precision=args.precision, compile=args.compile, workers=args.workers,
+        checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+        tensorboard=args.tensorboard, quiet=args.quiet)
+    run = pretrain(cfg, resume=args.resume)
+    print(f"{run}: encoder.pt written")
+    return 0
+
+
 COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler]] = [
     ("list", "list generators with a one-line description", _add_list, _cmd_list),
     ("preview", "render a labelled contact sheet of a generator", _add_preview, _cmd_preview),
     ("generate", "write a dataset of generated images (resumable)", _add_generate, _cmd_generate),
     ("verify", "regenerate sampled images of a dataset and compare", _add_verify, _cmd_verify),
+    ("pretrain", "contrastive pretraining on generators or image folders (resumable)",
+     _add_pretrain, _cmd_pretrain),
 ]
 
 
