@@ -69,6 +69,18 @@ def parse_data_spec(spec: str) -> list[SourceSpec]:
     return out
 
 
+def source_kind(source: str) -> str:
+    """"generator" for a registered name, "folder" for a path; UsageError for neither."""
+    from noisevision.generators.base import GENERATORS, _ensure_families_loaded
+    _ensure_families_loaded()
+    if source in GENERATORS:
+        return "generator"
+    if os.sep in source or source.startswith(".") or os.path.exists(source):
+        return "folder"
+    raise UsageError(f"{GENERATORS.unknown_message(source)}; or give an existing folder "
+                     "of images")
+
+
 def _seed_for(*parts: object) -> int:
     return zlib.crc32("/".join(map(str, parts)).encode())
 
@@ -229,22 +241,17 @@ class DataSource:
     def __init__(self, spec: str, *, image_size: int, images: int | None, seed: int,
                  generator_mode: str = "cached", workers: int = 4,
                  render_batch: int | None = None) -> None:
-        from noisevision.generators.base import GENERATORS, _ensure_families_loaded
-        _ensure_families_loaded()
         self.specs = parse_data_spec(spec)
         self.seed = int(seed)
         self.components: list[GeneratorComponent | FolderComponent] = []
         for s in self.specs:
-            if s.source in GENERATORS:
+            if source_kind(s.source) == "generator":
                 self.components.append(GeneratorComponent(
                     s.source, image_size=image_size, seed=seed, mode=generator_mode,
                     render_batch=render_batch))
-            elif os.sep in s.source or os.path.exists(s.source) or s.source.startswith("."):
+            else:
                 self.components.append(FolderComponent(s.source, image_size=image_size,
                                                        workers=workers))
-            else:
-                raise UsageError(f"{GENERATORS.unknown_message(s.source)}; "
-                                 "or give an existing folder of images")
         if images is None:
             if any(isinstance(c, GeneratorComponent) for c in self.components):
                 raise UsageError("--images is needed when --data names a generator")

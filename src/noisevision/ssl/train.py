@@ -40,7 +40,14 @@ from noisevision.ssl.checkpoint import load_checkpoint, save_checkpoint
 from noisevision.ssl.encoders import build_encoder, save_encoder
 from noisevision.ssl.losses import align_uniform_loss
 from noisevision.ssl.moco import MoCo
-from noisevision.ssl.sources import GENERATOR_MODES, DataSource, _seed_for, scan_folder
+from noisevision.ssl.sources import (
+    GENERATOR_MODES,
+    DataSource,
+    _seed_for,
+    parse_data_spec,
+    scan_folder,
+    source_kind,
+)
 
 RECIPES = ("small", "moco")
 # Per-recipe defaults for the fields left None in PretrainConfig (reference Sec. 8.1 / 8.3).
@@ -121,17 +128,13 @@ class PretrainConfig:
 
 
 def _has_generator(spec: str) -> bool:
-    from noisevision.generators.base import GENERATORS, _ensure_families_loaded
-    from noisevision.ssl.sources import parse_data_spec
-    _ensure_families_loaded()
-    return any(s.source in GENERATORS for s in parse_data_spec(spec))
+    return any(source_kind(s.source) == "generator" for s in parse_data_spec(spec))
 
 
 def _folder_only_size(spec: str) -> int | None:
     """Side of the first image when --data is folders only (so they are not resized)."""
     from PIL import Image
 
-    from noisevision.ssl.sources import parse_data_spec
     if _has_generator(spec):
         return None
     with Image.open(scan_folder(parse_data_spec(spec)[0].source)[0]) as im:
