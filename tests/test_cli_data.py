@@ -249,3 +249,35 @@ def test_decode_reports_corrupt_file(tmp_path):
     bad.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     with pytest.raises(UsageError, match="corrupt or unreadable image"):
         encode_mod.decode(Path(bad))
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 64 KiB tmpfs (needs root, as on the CI machine); skipped where mounting is refused."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                          capture_output=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_real_full_disk_stops_cleanly(tiny_disk, capsys):
+    out = tiny_disk / "ds"
+    rc = run_cli("generate", "dead_leaves_shapes", "--n", "300", "--resolution", "48",
+                 "--out", str(out), "--quiet")
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "disk full" in err and len(err.strip().splitlines()) == 1
+    assert not list(out.rglob(".*.tmp"))
+    pngs = list(out.glob("*/*.png"))
+    assert 0 < len(pngs) < 300
+    for p in pngs:  # whatever was written is complete
+        with Image.open(p) as im:
+            im.load()

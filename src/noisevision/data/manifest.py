@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -70,10 +69,10 @@ class Manifest:
                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"), **kwargs)
 
     def write(self, root: Path) -> None:
-        path = Path(root) / MANIFEST
-        tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        from noisevision.data.encode import write_atomic
+
+        text = json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        write_atomic(Path(root) / MANIFEST, text.encode())
 
     @classmethod
     def read(cls, root: Path) -> Manifest:

@@ -138,8 +138,11 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
     done = existing_indices(out, fmt)
     todo = [i for i in range(lo, hi) if i not in done]
     skipped = (hi - lo) - len(todo)
-    for name in sorted({chunk_name(i) for i in todo}):
-        (out / name).mkdir(exist_ok=True)
+    try:
+        for name in sorted({chunk_name(i) for i in todo}):
+            (out / name).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create chunk folders in {out}: {exc.strerror}") from None
 
     bs = batch_size or generator.default_batch_size(dev)
     nworkers = workers or max(1, os.cpu_count() or 1)
