@@ -360,6 +360,13 @@ def _train(config: PretrainConfig, resume: bool, info: ddp.DistInfo) -> Path:
             logger.write({"epoch_done": epoch, "peak_memory_gib":
                           torch.cuda.max_memory_allocated(dev) / 2**30})
     bar.close()
-    logger.write({"finished": True, "epochs": cfg.epochs, "global_step": done})
+    # Replica check: every rank's weights must be identical after DDP training.
+    with torch.no_grad():
+        local = torch.stack([p.double().sum() for p in model.parameters()]).sum()
+        sums = ddp.concat_all_gather(local.view(1).to(dev)).tolist()
+    logger.write({"finished": True, "epochs": cfg.epochs, "global_step": done,
+                  "param_checksums": sums})
+    if len(set(sums)) > 1:
+        raise RuntimeError(f"DDP replicas diverged: parameter checksums {sums}")
     ddp.barrier()
     return run
