@@ -1,0 +1,144 @@
+"""Frozen features of an encoder on real images (reference-implementation.md Sec. 8.2-8.3).
+
+The paper probes SmallAlexNet at fc6 (block 5, 4096-D after BN + ReLU) on 64 px inputs and
+ResNet-50 at the pooled 2048-D output on 224 px inputs. Evaluation transforms follow the reference:
+SmallAlexNet train RandomResizedCrop(64, scale 0.08-1) + flip, val Resize(70) + CenterCrop(64),
+normalised with the STL-10 statistics used in pretraining; ResNet-50 train RandomResizedCrop(224)
++ flip, val Resize(256) + CenterCrop(224) with ImageNet statistics.
+
+The encoder stays in eval mode under ``torch.inference_mode``; :func:`weights_snapshot` and
+:func:`check_unchanged` verify afterwards that not one backbone tensor (weights or BN buffers)
+moved, MoCo's sanity check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchvision.transforms import v2
+
+from noisevision.errors import UsageError
+
+STL10_MEAN, STL10_STD = (0.4409, 0.4279, 0.3868), (0.2683, 0.2610, 0.2687)  # reference 8.1
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # reference 8.3
+
+
+@dataclass(frozen=True)
+class ProbeTransforms:
+    """The probe's input pipeline for one architecture."""
+
+    size: int          # crop side fed to the encoder, px (64 SmallAlexNet, 224 ResNet-50)
+    resize: int        # val: resize the short side to this, then centre-crop `size` (70 / 256)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    min_scale: float = 0.08  # RandomResizedCrop area range lower bound (torchvision default)
+
+    def train(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return v2.Compose([v2.RandomResizedCrop(self.size, scale=(self.min_scale, 1.0),
+                                                antialias=True),
+                           v2.RandomHorizontalFlip(),
+                           v2.ToDtype(torch.float32, scale=True),
+                           v2.Normalize(self.mean, self.std)])
+
+    def val(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return v2.Compose([v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.size),
+                           v2.ToDtype(torch.float32, scale=True),
+                           v2.Normalize(self.mean, self.std)])
+
+
+def transforms_for(model: nn.Module) -> ProbeTransforms:
+    """The paper's transforms for `model` (SmallAlexNet: 64/70, ResNet-50: 224/256)."""
+    size = int(getattr(model, "probe_input_size", 0) or 0)
+    kwargs = getattr(model, "arch_kwargs", {}) or {}
+    if size == 0 and "input_size" in kwargs:
+        size = int(kwargs["input_size"])
+    if size == 0 and getattr(model, "feature_dim", None) == 2048:
+        return ProbeTransforms(224, 256, IMAGENET_MEAN, IMAGENET_STD)
+    size = size or 64
+    return ProbeTransforms(size, round(size * 70 / 64), STL10_MEAN, STL10_STD)
+
+
+class _Transformed(torch.utils.data.Dataset):
+    def __init__(self, base: torch.utils.data.Dataset, transform: Callable) -> None:
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image, label = self.base[i]
+        return self.transform(image), label
+
+
+def loader(dataset: torch.utils.data.Dataset, transform: Callable, *, batch_size: int = 256,
+           shuffle: bool = False, num_workers: int = 0,
+           generator: torch.Generator | None = None) -> torch.utils.data.DataLoader:
+    """Batches of transformed images (B, 3, S, S) float32 and labels (B,)."""
+    return torch.utils.data.DataLoader(_Transformed(dataset, transform), batch_size=batch_size,
+                                       shuffle=shuffle, num_workers=num_workers,
+                                       generator=generator, drop_last=False)
+
+
+def _reraise_worker_error(exc: UsageError) -> UsageError:
+    """A UsageError raised in a DataLoader worker comes back with a traceback; keep one line."""
+    lines = [ln for ln in str(exc).splitlines() if ln.startswith("noisevision.errors.UsageError")]
+    msg = lines[-1].split(": ", 1)[1] if lines else str(exc).splitlines()[-1]
+    return UsageError(msg)
+
+
+def encode(model: nn.Module, images: torch.Tensor, layer_index: int | None = None) -> torch.Tensor:
+    """Probed features of a batch: `model.features` (or block `layer_index`), float32 (B, D)."""
+    if layer_index is None:
+        out = model.features(images)
+    else:
+        out = model(images, layer_index=layer_index)
+    return out.float().reshape(out.shape[0], -1)
+
+
+@torch.inference_mode()
+def extract_features(model: nn.Module, dataset: torch.utils.data.Dataset, *,
+                     transform: Callable | None = None, device: torch.device | str = "cpu",
+                     batch_size: int = 256, num_workers: int = 0,
+                     layer_index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features (N, D) float32 on the CPU and labels (N,) of a whole dataset, model frozen."""
+    device = torch.device(device)
+    transform = transform or transforms_for(model).val()
+    model.eval()
+    feats, labels = [], []
+    try:
+        for x, y in loader(dataset, transform, batch_size=batch_size, num_workers=num_workers):
+            feats.append(encode(model, x.to(device, non_blocking=True), layer_index).cpu())
+            labels.append(y)
+    except UsageError as exc:
+        raise (_reraise_worker_error(exc) if num_workers else exc) from None
+    if not feats:
+        raise UsageError("no images to extract features from (the split is empty)")
+    return torch.cat(feats), torch.cat(labels).long()
+
+
+def weights_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of every parameter and buffer (to check the backbone stayed frozen)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def check_unchanged(before: dict[str, torch.Tensor], model: nn.Module) -> None:
+    """Raise RuntimeError naming the first tensor that changed since `before` (a probe bug)."""
+    after = model.state_dict()
+    for k, v in before.items():
+        if k not in after or not torch.equal(v, after[k].detach()):
+            raise RuntimeError(f"encoder tensor {k!r} changed during probing; "
+                               "the backbone must stay frozen")
+
+
+def weights_digest(model: nn.Module) -> str:
+    """A short sha256 of the state dict (names, shapes, bytes): a cache / report key."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(str(tuple(v.shape)).encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
