@@ -1,6 +1,7 @@
 """Generator families. Importing this package registers every family's presets."""
 
 from noisevision.generators import dead_leaves  # noqa: F401  (registers dead_leaves_*)
+from noisevision.generators import statistical  # noqa: F401  (registers stat_*)
 from noisevision.generators.base import (
     GENERATORS,
     Generator,

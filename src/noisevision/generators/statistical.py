@@ -1,0 +1,369 @@
+"""Statistical image models (Baradad et al., NeurIPS 2021, sec. 3.3; reference study sec. 3-4).
+
+Each image starts as white noise 256 * U(0, 1) in a per-image decorrelated colour basis and goes
+through `iterations` rounds of, in this order and each only when enabled:
+
+* spectrum: keep the Fourier phase of every channel, set the magnitude to
+  1 / (|fx|^a + |fy|^b) (frequencies in cycles per pixel, DC 0), restore the channel's mean/std;
+* wavelet marginals (WMM): histogram-match every band of a 4-orientation steerable pyramid
+  (3 scales at 128 px, 4 at 256 px) to a generalised Gaussian exp(-|x / alpha|^beta) on
+  [-200, 200], alpha = 4^(band scale), beta ~ 0.4 + U(0, 0.4), then set its mean/std to the
+  target's; the low-pass residual is kept;
+* colour: histogram-match each decorrelated channel to the 256-bin histogram of a random
+  "Mondrian" reference image (the colour model);
+
+then the colour rotation is inverted, the mean colour added and the image stretched to [0, 1]
+(one min-max over all channels). Defaults follow the MATLAB code that made the published datasets
+(reference sec. 4.1), not its Python port: see `StatisticalConfig` for the differences from the
+paper's text and how to get the paper's variant. The steerable pyramid is frequency-domain
+(`steerable.py`) instead of the MATLAB spatial sp3 filters; histogram matching is the MATLAB
+piecewise-linear CDF mapping (`histmatch.py`). Everything is batched and device-agnostic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from noisevision.errors import check
+from noisevision.generators.base import Generator, check_resolution, register_generator
+from noisevision.generators.histmatch import TargetHistogram, equal_bin_histogram, match_histograms
+from noisevision.generators.steerable import N_ORIENTATIONS, SteerablePyramid, max_scales
+from noisevision.rng import ImageRandom
+
+EXPONENT_MODES = ("matlab", "paper")
+MAX_COLORS = 22  # colour model: Ncolors = 3 + floor(20 U) in 3..22 (reference sec. 4.1)
+MAX_BLUR = 10  # colour model: box blur side m = ceil(10 U) in 1..10
+WMM_SUPPORT = 200.0  # WMM target histograms live on -200:0.5:200 (801 bins), as the MATLAB code
+WMM_STEP = 0.5
+
+
+@dataclass(frozen=True)
+class StatisticalConfig:
+    resolution: int = 128  # px, square; published data: 128 (small scale) and 256 (large scale)
+    impose_spectrum: bool = True  # impose the 1/(|fx|^a + |fy|^b) magnitude spectrum
+    impose_wmm: bool = False  # impose generalised-Gaussian wavelet marginals
+    impose_color: bool = False  # impose the colour model's per-channel histograms
+    correlate_channels: bool = True  # work in a random PCA colour basis, rotate back at the end
+    #   (true for all four published datasets)
+    iterations: int = 10  # rounds of spectrum -> WMM -> colour; MATLAB code and paper use 10,
+    #   enough for the alternating projections to settle (fewer: faster, statistics less exact)
+    exponent_mode: str = "matlab"  # "matlab": s ~ U(lo, hi), a = s + d, b = s - d,
+    #   d ~ N(0, exponent_jitter), the code behind the published data (near-isotropic slopes);
+    #   "paper": a, b independent U(lo, hi) as the paper's text says (sec. 3.3)
+    exponent_low: float = 0.5  # lower end of the exponent range (paper and code: 0.5)
+    exponent_high: float = 3.5  # upper end (paper and code: 3.5)
+    exponent_jitter: float = 0.05  # std of d in "matlab" mode: |3.5 - 0.5| / 15 / 4 in the code
+    wmm_scales: int = 0  # steerable pyramid levels; 0 = auto: log2(resolution) - 4 (3 at 128 px,
+    #   4 at 256 px, as the MATLAB code), at least 1
+    wmm_beta_low: float = 0.4  # generalised-Gaussian shape beta ~ U(low, high) per channel and
+    wmm_beta_high: float = 0.8  # band (paper and code: 0.4 + U(0, 0.4))
+    color_bins: int = 256  # bins of the colour model's per-channel histograms (code: 256)
+
+    def __post_init__(self) -> None:
+        check_resolution(self.resolution)
+        for name in ("impose_spectrum", "impose_wmm", "impose_color", "correlate_channels"):
+            check(isinstance(getattr(self, name), bool),
+                  f"{name} must be true or false, got {getattr(self, name)!r}")
+        check(isinstance(self.iterations, int) and not isinstance(self.iterations, bool)
+              and 1 <= self.iterations <= 1000,
+              f"iterations must be an integer in [1, 1000], got {self.iterations!r}")
+        check(self.exponent_mode in EXPONENT_MODES,
+              f"exponent_mode must be one of {', '.join(EXPONENT_MODES)}, "
+              f"got {self.exponent_mode!r}")
+        for name in ("exponent_low", "exponent_high", "wmm_beta_low", "wmm_beta_high"):
+            value = getattr(self, name)
+            check(_is_number(value) and 0 < value <= 10,
+                  f"{name} must be a number in (0, 10], got {value!r}")
+        check(self.exponent_low <= self.exponent_high,
+              f"need exponent_low <= exponent_high, got {self.exponent_low} > "
+              f"{self.exponent_high}")
+        check(self.wmm_beta_low <= self.wmm_beta_high,
+              f"need wmm_beta_low <= wmm_beta_high, got {self.wmm_beta_low} > "
+              f"{self.wmm_beta_high}")
+        check(_is_number(self.exponent_jitter) and 0 <= self.exponent_jitter <= 1,
+              f"exponent_jitter must be a number in [0, 1], got {self.exponent_jitter!r}")
+        check(isinstance(self.color_bins, int) and 2 <= self.color_bins <= 65536,
+              f"color_bins must be an integer in [2, 65536], got {self.color_bins!r}")
+        allowed = max_scales(self.resolution)
+        check(isinstance(self.wmm_scales, int) and 0 <= self.wmm_scales <= max(allowed, 0),
+              f"wmm_scales must be an integer in [0, {allowed}] at {self.resolution} px "
+              f"(0 = auto), got {self.wmm_scales!r}")
+        if self.impose_wmm:
+            check(allowed >= 1, f"the wavelet-marginal model needs an even resolution >= 16, "
+                                f"got {self.resolution}")
+
+    @property
+    def pyramid_scales(self) -> int:
+        """Pyramid levels actually used (resolves wmm_scales = 0)."""
+        if self.wmm_scales:
+            return self.wmm_scales
+        auto = int(math.floor(math.log2(self.resolution))) - 4
+        return min(max(auto, 1), max_scales(self.resolution))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# ----------------------------------------------------------------------------- colour model
+
+def _box_blur_same(img: torch.Tensor, m: torch.Tensor, dim: int) -> torch.Tensor:
+    """m-tap mean filter along `dim` (-1 or -2) of img (B, C, H, W), zero padded, MATLAB 'same'
+    alignment (output i averages inputs i + floor(m/2) - m + 1 .. i + floor(m/2)); m: (B,)."""
+    x = img.transpose(dim, -1) if dim != -1 else img
+    n = x.shape[-1]
+    pad = MAX_BLUR + 1
+    csum = torch.nn.functional.pad(x, (pad, pad)).cumsum(-1)  # csum[j] = sum(padded[:j + 1])
+    i = torch.arange(n, device=img.device)[None, :]
+    hi = i + torch.div(m, 2, rounding_mode="floor")[:, None] + pad  # (B, n) last tap, padded
+    lo = hi - m[:, None]  # index whose prefix sum is subtracted
+    shape = (x.shape[0], x.shape[1], x.shape[2], n)
+    upper = csum.gather(-1, hi[:, None, None, :].expand(shape))
+    lower = csum.gather(-1, lo[:, None, None, :].expand(shape))
+    out = (upper - lower) / m[:, None, None, None].to(img.dtype)
+    return out.transpose(dim, -1) if dim != -1 else out
+
+
+def sample_color_model(rnd: ImageRandom, res: int, bins: int) -> dict[str, torch.Tensor]:
+    """The colour model of the MATLAB `sample_colormodel` (reference sec. 4.1), per image.
+
+    A "Mondrian" of Ncolors uniform colours with random proportions, the colour index vector
+    sorted and laid out column-major (contiguous bands), times 256, box-blurred (m x m, zero
+    padding), plus per-pixel noise 10 U(0, 1), stretched to [0, 256]; then its colour PCA.
+    Returns basis (B, 3, 3) (columns = principal directions, by decreasing variance), mean (B, 3)
+    and the histograms (B * 3 rows of `bins` bins) of the decorrelated channels.
+    """
+    B, dev = rnd.batch, rnd.device
+    n_colors = 3 + (20 * rnd.uniform(1)).floor().long()  # (B, 1) in 3..22
+    colors = rnd.uniform(MAX_COLORS, 3)  # (B, 22, 3)
+    weights = 0.001 + rnd.uniform(MAX_COLORS)  # (B, 22)
+    weights = weights * (torch.arange(MAX_COLORS, device=dev)[None] < n_colors)
+    cum = torch.cumsum(weights, 1)
+    cum = cum / cum[:, -1:]
+    # multinomial counts of res^2 categorical draws; the sorted index vector then is just runs
+    pick = torch.searchsorted(cum, rnd.uniform(res * res).contiguous()).clamp_(max=MAX_COLORS - 1)
+    offsets = torch.arange(B, device=dev)[:, None] * MAX_COLORS
+    counts = torch.bincount((pick + offsets).reshape(-1), minlength=B * MAX_COLORS)
+    ends = torch.cumsum(counts.view(B, MAX_COLORS), 1)  # (B, 22) run ends
+    pos = torch.arange(res * res, device=dev).expand(B, -1).contiguous()
+    label = torch.searchsorted(ends, pos, right=True).clamp_(max=MAX_COLORS - 1)  # (B, res^2)
+    # column-major layout: linear position p = col * res + row
+    label = label.view(B, res, res).transpose(1, 2)  # (B, H, W)
+    ref = 256.0 * colors.gather(1, label.reshape(B, -1, 1).expand(-1, -1, 3))  # (B, HW, 3)
+    ref = ref.transpose(1, 2).reshape(B, 3, res, res)
+    m = (MAX_BLUR * rnd.uniform(1)).ceil().long().clamp_(1, MAX_BLUR)[:, 0]  # (B,)
+    ref = _box_blur_same(_box_blur_same(ref, m, -1), m, -2)
+    ref = ref + 10.0 * rnd.uniform(3, res, res)
+    ref = ref - ref.amin(dim=(1, 2, 3), keepdim=True)
+    ref = ref * (256.0 / ref.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12))
+    pixels = ref.reshape(B, 3, -1).double()
+    mean = pixels.mean(-1)  # (B, 3)
+    centred = pixels - mean[..., None]
+    scatter = centred @ centred.transpose(1, 2)  # (B, 3, 3)
+    _, vecs = torch.linalg.eigh(scatter)  # ascending eigenvalues
+    basis = vecs.flip(-1)  # decreasing variance
+    # fix each direction's sign (largest component positive) so every device agrees
+    big = basis.abs().argmax(1, keepdim=True)  # (B, 1, 3)
+    basis = basis * torch.sign(basis.gather(1, big))
+    decorrelated = (basis.transpose(1, 2) @ centred).float()  # (B, 3, HW)
+    hist = equal_bin_histogram(decorrelated.reshape(B * 3, -1), bins)
+    return {"basis": basis.float(), "mean": mean.float(), "hist": hist}
+
+
+# ----------------------------------------------------------------------------- spectrum model
+
+def sample_spectrum_exponents(rnd: ImageRandom, config: StatisticalConfig) -> torch.Tensor:
+    """(B, 2) exponents (a for fx, b for fy), per `config.exponent_mode`."""
+    lo, hi = config.exponent_low, config.exponent_high
+    u = rnd.uniform(3, low=lo, high=hi) if hi > lo else torch.full((rnd.batch, 3), lo,
+                                                                    device=rnd.device)
+    d = rnd.normal(1, std=config.exponent_jitter) if config.exponent_jitter > 0 else \
+        torch.zeros(rnd.batch, 1, device=rnd.device)
+    if config.exponent_mode == "paper":
+        return u[:, 1:3]
+    return torch.cat([u[:, :1] + d, u[:, :1] - d], dim=1)
+
+
+def spectrum_magnitude(exponents: torch.Tensor, res: int) -> torch.Tensor:
+    """1 / (|fx|^a + |fy|^b) on the rfft2 grid (B, res, res // 2 + 1), DC 0; f in cycles/px."""
+    dev = exponents.device
+    fy = torch.fft.fftfreq(res, device=dev).abs()[None, :, None]  # (1, H, 1) in [0, 1/2]
+    fx = torch.fft.rfftfreq(res, device=dev).abs()[None, None, :]  # (1, 1, W//2+1)
+    a = exponents[:, 0, None, None]
+    b = exponents[:, 1, None, None]
+    denom = fx.pow(a) + fy.pow(b)  # 0 ** a = 0 for a > 0: only DC is 0
+    mag = 1.0 / denom.clamp_min(1e-30)
+    mag[:, 0, 0] = 0.0
+    return mag
+
+
+def row_mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (unbiased) std of the rows of x (G, n), each (G, 1); faster than torch.std on CPU.
+
+    Sums are taken after subtracting the row's first value, to avoid cancellation."""
+    n = x.shape[-1]
+    first = x[:, :1]
+    centred = x - first
+    s1 = centred.sum(-1, keepdim=True)
+    s2 = centred.square_().sum(-1, keepdim=True)
+    mean = s1 / n
+    var = (s2 - s1 * mean) / max(n - 1, 1)
+    return mean + first, var.clamp_min(0).sqrt().clamp_min(1e-30)
+
+
+def impose_spectrum(x: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
+    """Keep each channel's Fourier phase, set its magnitude, restore its mean and std.
+
+    x: (B, C, H, W); magnitude: (B, H, W//2+1), shared by the channels."""
+    B, C, H, W = x.shape
+    mean, std = row_mean_std(x.reshape(B * C, -1))
+    spec = torch.fft.rfft2(x)
+    gain = magnitude[:, None] / spec.abs().clamp_min(1e-30)  # DC gets 0: the mean goes away
+    y = torch.fft.irfft2(spec * gain, s=(H, W)).reshape(B * C, -1)
+    y_mean, y_std = row_mean_std(y)
+    scale = std / y_std
+    return torch.addcmul(mean - y_mean * scale, y, scale).view(B, C, H, W)
+
+
+# ----------------------------------------------------------------------------- wavelet marginals
+
+def wmm_band_scales(res: int, n_scales: int) -> list[int]:
+    """Band scale (res / band side) of the high-pass band then each oriented band, as MATLAB."""
+    return [1] + [2 ** k for k in range(n_scales) for _ in range(N_ORIENTATIONS)]
+
+
+def wmm_targets(betas: torch.Tensor, scales: list[int]) -> dict:
+    """Generalised-Gaussian targets exp(-|x / alpha|^beta) on -200:0.5:200, alpha = 4^scale.
+
+    betas: (B, C, n_bands). Returns the target histograms (rows ordered (B, C, band)), their
+    CDF tables and the target mean and std per row (B, C, n_bands)."""
+    dev = betas.device
+    bins = int(round(2 * WMM_SUPPORT / WMM_STEP)) + 1
+    x = torch.linspace(-WMM_SUPPORT, WMM_SUPPORT, bins, device=dev, dtype=torch.float64)
+    alpha = torch.tensor([4.0 ** s for s in scales], device=dev, dtype=torch.float64)
+    z = (x.abs() / alpha[:, None])[None, None]  # (1, 1, n_bands, bins)
+    h = torch.exp(-z.pow(betas.double()[..., None]))  # (B, C, n_bands, bins)
+    total = h.sum(-1)
+    m = (h * x).sum(-1) / total
+    s = torch.sqrt((h * (x - m[..., None]) ** 2).sum(-1) / total)
+    rows = h.reshape(-1, bins)
+    lo = torch.full((rows.shape[0],), -WMM_SUPPORT - WMM_STEP / 2, device=dev, dtype=torch.float64)
+    target = TargetHistogram(rows, lo, torch.full_like(lo, WMM_STEP))
+    return {"hist": target, "table": target.cdf_table(), "mean": m.float(), "std": s.float()}
+
+
+def _match_band_group(band: torch.Tensor, targets: dict, band_slice: slice) -> torch.Tensor:
+    """Histogram-match bands (B, C, [K,] h, w) to target rows `band_slice`, then set mean/std."""
+    B, C = band.shape[:2]
+    n_bands = targets["mean"].shape[-1]
+    sel = torch.arange(n_bands, device=band.device)[band_slice]
+    k = sel.numel()
+    rows = (torch.arange(B * C, device=band.device)[:, None] * n_bands + sel[None]).reshape(-1)
+    t = targets["hist"]
+    hist = TargetHistogram(t.counts[rows], t.lo[rows], t.step[rows])
+    table = (targets["table"][0][rows], targets["table"][1][rows])
+    flat = band.reshape(B * C * k, -1)
+    out = match_histograms(flat, hist, table)
+    mu, sd = row_mean_std(out)
+    scale = targets["std"][:, :, band_slice].reshape(-1, 1) / sd
+    shift = targets["mean"][:, :, band_slice].reshape(-1, 1) - mu * scale
+    return torch.addcmul(shift, out, scale).view(band.shape)
+
+
+def impose_wmm(x: torch.Tensor, pyramid: SteerablePyramid, targets: dict) -> torch.Tensor:
+    """Impose the wavelet marginals on every band (all but the low-pass residual) of x."""
+    pyr = pyramid.decompose(x)
+    pyr["highpass"] = _match_band_group(pyr["highpass"], targets, slice(0, 1))
+    for k, band in enumerate(pyr["bands"]):
+        start = 1 + k * N_ORIENTATIONS
+        pyr["bands"][k] = _match_band_group(band, targets, slice(start, start + N_ORIENTATIONS))
+    return pyramid.reconstruct(pyr)
+
+
+# ----------------------------------------------------------------------------- the generator
+
+class StatisticalModel(Generator):
+    """Spectrum / wavelet-marginal / colour-histogram images (paper 3.3, reference 4.1)."""
+
+    config_cls = StatisticalConfig
+
+    def __init__(self, config: StatisticalConfig, name: str | None = None) -> None:
+        super().__init__(config, name)
+        self._pyramids: dict[str, SteerablePyramid] = {}
+
+    def default_batch_size(self, device: torch.device) -> int:
+        scale = max(1, (self.config.resolution // 128) ** 2)
+        return max(1, (256 if device.type == "cuda" else 16) // scale)
+
+    def pyramid(self, device: torch.device) -> SteerablePyramid:
+        key = str(device)
+        if key not in self._pyramids:
+            cfg = self.config
+            self._pyramids[key] = SteerablePyramid(cfg.resolution, cfg.pyramid_scales, device)
+        return self._pyramids[key]
+
+    def sample_parameters(self, indices: torch.Tensor, seed: int) -> dict:
+        """The per-image model: colour model, spectrum exponents, WMM shapes (small tensors)."""
+        cfg, res = self.config, self.config.resolution
+        rnd = ImageRandom(seed, indices, "statistical")
+        params: dict = {"exponents": sample_spectrum_exponents(rnd.child("spectrum"), cfg)}
+        n_bands = 1 + N_ORIENTATIONS * cfg.pyramid_scales
+        params["betas"] = rnd.child("wmm").uniform(3, n_bands, low=cfg.wmm_beta_low,
+                                                   high=cfg.wmm_beta_high)  # (B, 3, n_bands)
+        if cfg.impose_color or cfg.correlate_channels:
+            params["color"] = sample_color_model(rnd.child("color"), res, cfg.color_bins)
+        return params
+
+    def render(self, indices: torch.Tensor, seed: int) -> torch.Tensor:
+        res = self.config.resolution
+        params = self.sample_parameters(indices, seed)
+        start = ImageRandom(seed, indices, "statistical/init")
+        x = 256.0 * start.uniform(3, res, res)  # (B, 3, H, W), decorrelated colour basis
+        return self.render_from(x, params)
+
+    def render_from(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+        """The deterministic part: iterate the impositions on start images x (B, 3, H, W)."""
+        cfg, B = self.config, x.shape[0]
+        if cfg.impose_spectrum:
+            magnitude = spectrum_magnitude(params["exponents"], cfg.resolution)
+        if cfg.impose_wmm:
+            pyramid = self.pyramid(x.device)
+            targets = wmm_targets(params["betas"],
+                                  wmm_band_scales(cfg.resolution, cfg.pyramid_scales))
+        if cfg.impose_color:
+            color_hist = params["color"]["hist"]
+            color_table = color_hist.cdf_table()
+        for _ in range(cfg.iterations):
+            if cfg.impose_spectrum:
+                x = impose_spectrum(x, magnitude)
+            if cfg.impose_wmm:
+                x = impose_wmm(x, pyramid, targets)
+            if cfg.impose_color:
+                x = match_histograms(x.reshape(B * 3, -1), color_hist, color_table).view_as(x)
+        if cfg.correlate_channels:
+            color = params["color"]
+            x = torch.einsum("bij,bjhw->bihw", color["basis"], x) + color["mean"][:, :, None, None]
+        lo = x.amin(dim=(1, 2, 3), keepdim=True)
+        hi = x.amax(dim=(1, 2, 3), keepdim=True)
+        return ((x - lo) / (hi - lo).clamp_min(1e-12)).float()
+
+
+register_generator("stat_spectrum", StatisticalModel,
+                   "1/(|fx|^a+|fy|^b) spectrum noise in a random colour basis "
+                   "(paper: Spectrum; MATLAB stat-spectrum)",
+                   impose_spectrum=True, impose_wmm=False, impose_color=False)
+register_generator("stat_wmm", StatisticalModel,
+                   "steerable-pyramid wavelet marginals, generalised Gaussian "
+                   "(paper: WMM; MATLAB stat-wmm)",
+                   impose_spectrum=False, impose_wmm=True, impose_color=False)
+register_generator("stat_spectrum_color", StatisticalModel,
+                   "spectrum + colour histograms of a random Mondrian "
+                   "(paper: Spectrum + Color; MATLAB stat-spectrum_color)",
+                   impose_spectrum=True, impose_wmm=False, impose_color=True)
+register_generator("stat_spectrum_color_wmm", StatisticalModel,
+                   "spectrum + colour histograms + wavelet marginals "
+                   "(paper: Spectrum + Color + WMM; MATLAB stat-spectrum_color_wmm)",
+                   impose_spectrum=True, impose_wmm=True, impose_color=True)
