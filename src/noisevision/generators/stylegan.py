@@ -1,0 +1,366 @@
+"""Untrained StyleGAN generators: StyleGAN-Random, -High-freq, -Sparse and -Oriented.
+
+Baradad et al. 2021 section 3.4 and reference-implementation.md sections 5 and 13. An untrained
+StyleGAN2-style synthesis network (stylegan_net.py) with random weights drawn per network
+(a new network every `images_per_network` = 400 images, as the reference) and, for the three
+randomized variants, wavelet filters, amplitudes, biases and pink-noise maps drawn per image.
+
+Reproducibility (what the reference lacks): network weights (constant input, affine weights,
+dense conv and ToRGB weights of StyleGAN-Random, the per-layer pink-noise dictionaries) used for
+image i come from ImageRandom(seed, i // 400, "stylegan/net..."); every per-image draw (latents,
+filter subset and choices, amplitudes, biases, noise maps and strengths, ToRGB weights of the
+randomized variants, colour targets) from ImageRandom(seed, i, "stylegan/image...").
+
+Deliberate deviation: in the reference, per-forward draws (filters, amplitudes, biases, ToRGB
+weights, the shared noise map) are shared by the images of one forward batch (batch size 1 in the
+current code, 4 in the first release); here they are drawn per image, so image i does not depend
+on its batch and the set is a little more diverse. Where paper and code differ (section 13) the
+code is the default and the paper an option: noise_alpha=(0.5, 2.0), noise_envelope="bicubic",
+filter_choice="pair" (High-freq per-filter wavelets), amplitude="pair" (a_{k,l} of Oriented).
+Those two "pair" options have no fast path and use the dense reference path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from noisevision.errors import check
+from noisevision.generators.base import Generator, check_resolution, register_generator
+from noisevision.generators.stylegan_filters import (
+    BANK_SIZE,
+    laplacian_envelope,
+    pink_noise,
+    wavelet_bank,
+)
+from noisevision.generators.stylegan_net import (
+    Layer,
+    LayerParams,
+    build_layers,
+    conv_reference,
+    conv_shared,
+    conv_tied_wavelets,
+    num_ws,
+    synthesize,
+)
+from noisevision.rng import ImageRandom
+
+RESOLUTIONS = (64, 128, 256, 512)
+# per-image colour targets (mean, std) per channel, N(mu, sigma) each (reference section 5.1)
+_COLOR_TARGETS = ((0.483, 0.145, 0.219, 0.063), (0.455, 0.142, 0.213, 0.062),
+                  (0.401, 0.161, 0.213, 0.069))
+
+
+def uniform16(rnd: ImageRandom, *shape: int) -> torch.Tensor:
+    """(B, *shape) uniforms in (0, 1) with 16-bit resolution, two per 32-bit draw.
+
+    Bulk draws (noise phases, network weights) dominate the cost of the counter-based generator,
+    so each hashed word gives two values; 16 bits are plenty for phases and random weights.
+    """
+    n = math.prod(shape)
+    words = rnd.bits((n + 1) // 2)  # (B, ceil(n / 2))
+    halves = torch.cat([words >> 16, words & 0xFFFF], dim=1)[:, :n]
+    return ((halves.to(torch.float32) + 0.5) * (1.0 / 65536.0)).reshape(rnd.batch, *shape)
+
+
+def normal16(rnd: ImageRandom, *shape: int) -> torch.Tensor:
+    """(B, *shape) standard normals by inverse CDF of `uniform16` (|z| <= 4.3)."""
+    return torch.special.ndtri(uniform16(rnd, *shape))
+
+
+def _pair(name: str, value, lo: float, hi: float, integer: bool = False) -> tuple:
+    ok = (isinstance(value, (tuple, list)) and len(value) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+          and lo <= value[0] <= value[1] <= hi)
+    if integer:
+        ok = ok and all(float(v).is_integer() for v in value)
+    check(ok, f"{name} must be a pair (low, high) with {lo} <= low <= high <= {hi}, got {value!r}")
+    return tuple(int(v) for v in value) if integer else tuple(float(v) for v in value)
+
+
+def _choice(name: str, value, allowed: tuple[str, ...]) -> None:
+    check(value in allowed, f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class StyleGANConfig:
+    resolution: int = 256  # output side, px: 64/128/256/512 (reference: 256 at both scales, s1)
+    width: float = 1.0  # channel multiplier on min(32768/res, 512) (reference s5.1: 1.0)
+    w_dim: int = 512  # per-layer latent size (StyleGAN2: 512)
+    images_per_network: int = 400  # a new random network every N images (reference s5.1: 400)
+    conv_weights: str = "wavelet"  # "gaussian": dense N(0,1) per network (Random); "wavelet"
+    filter_bank: str = "real"  # "sign": 40 ternary (High-freq, Sparse); "real": 40 (Oriented)
+    filter_subset: tuple = (5, 40)  # bank subset size ~ U{low..high} per layer, image (Oriented)
+    filter_choice: str = "input"  # "input": tied per input channel (code); "pair": paper
+    amplitude: str = "output"  # "output": N(0,1) per output channel (code); "pair": a_{k,l}
+    noise_maps: str = "shared"  # "none" | "dictionary" (per-layer maps) | "shared" (one map)
+    noise_dictionary_size: int = 100  # maps per layer and network (reference: 100)
+    shared_noise_size: int = 512  # side of the shared map, area-downsampled (reference: 512)
+    noise_alpha: tuple = (0.5, 1.5)  # 1/f^alpha exponent range (code 0.5-1.5; paper 0.5-2)
+    noise_strength: tuple = (0.0, 0.3)  # per layer and image, U(low, high) (reference: 0-0.3)
+    noise_envelope: str = "lanczos"  # 4x4 Laplace envelope: "none" | "lanczos" (code) | "bicubic"
+    bias_range: tuple = (-0.2, 0.2)  # per output channel U(low, high) (Sparse/Oriented: +-0.2)
+    color_norm: str = "imagenet"  # "imagenet": random per-channel mean/std (s5.1) | "old"
+    path: str = "fast"  # "fast" (structured) | "reference" (dense per-image convs, slow)
+    compute_dtype: str = "float32"  # "float32" | "bfloat16" (fast path activations)
+
+    def __post_init__(self) -> None:
+        check_resolution(self.resolution, RESOLUTIONS)
+        check(isinstance(self.width, (int, float)) and 0 < self.width <= 4,
+              f"width must be a number in (0, 4], got {self.width!r}")
+        for name in ("w_dim", "images_per_network", "noise_dictionary_size"):
+            v = getattr(self, name)
+            check(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 2**20,
+                  f"{name} must be an integer in [1, 2**20], got {v!r}")
+        _choice("conv_weights", self.conv_weights, ("gaussian", "wavelet"))
+        _choice("filter_bank", self.filter_bank, ("sign", "real"))
+        _choice("filter_choice", self.filter_choice, ("input", "pair"))
+        _choice("amplitude", self.amplitude, ("output", "pair"))
+        _choice("noise_maps", self.noise_maps, ("none", "dictionary", "shared"))
+        _choice("noise_envelope", self.noise_envelope, ("none", "lanczos", "bicubic"))
+        _choice("color_norm", self.color_norm, ("imagenet", "old"))
+        _choice("path", self.path, ("fast", "reference"))
+        _choice("compute_dtype", self.compute_dtype, ("float32", "bfloat16"))
+        s = self.shared_noise_size
+        check(isinstance(s, int) and s >= self.resolution and s <= 4096 and s & (s - 1) == 0,
+              f"shared_noise_size must be a power of two in [resolution, 4096], got {s!r}")
+        object.__setattr__(self, "filter_subset",
+                           _pair("filter_subset", self.filter_subset, 1, BANK_SIZE, True))
+        object.__setattr__(self, "noise_alpha", _pair("noise_alpha", self.noise_alpha, 0, 4))
+        object.__setattr__(self, "noise_strength",
+                           _pair("noise_strength", self.noise_strength, 0, 10))
+        object.__setattr__(self, "bias_range", _pair("bias_range", self.bias_range, -10, 10))
+
+    @property
+    def tied_fast(self) -> bool:
+        """Whether the wavelet fast path applies (filter per input, amplitude per output)."""
+        return self.filter_choice == "input" and self.amplitude == "output"
+
+
+class StyleGAN(Generator):
+    """Untrained StyleGAN2-style synthesis network with random or wavelet weights."""
+
+    config_cls = StyleGANConfig
+    contract_overrides = {"resolution": 64, "width": 0.125}  # cheap settings for contract tests
+
+    def __init__(self, config: StyleGANConfig, name: str | None = None) -> None:
+        super().__init__(config, name)
+        self.layers: list[Layer] = build_layers(config.resolution, config.width)
+        self.num_ws = num_ws(config.resolution)
+        self._bank = wavelet_bank(config.filter_bank)
+        self._nets: OrderedDict = OrderedDict()  # (seed, group, device) -> weights, LRU
+        self._maps: OrderedDict = OrderedDict()  # (seed, layer, group * D + j, device) -> map
+
+    def default_batch_size(self, device: torch.device) -> int:
+        r = self.config.resolution
+        if device.type == "cuda":
+            return 256 if r <= 256 else 64
+        return {64: 32, 128: 16, 256: 8, 512: 2}[r]
+
+    # ---- network weights: one set per (seed, group) ----------------------------------------
+    def _network(self, seed: int, group: int, device: torch.device) -> dict[str, torch.Tensor]:
+        key = (seed, group, str(device))
+        if key in self._nets:
+            self._nets.move_to_end(key)
+            return self._nets[key]
+        cfg = self.config
+        rnd = ImageRandom(seed, torch.tensor([group], device=device), "stylegan/net")
+        c4 = self.layers[0].c_in
+        net = {"const": normal16(rnd.child("const"), c4, 4, 4)[0]}
+        for li, layer in enumerate(self.layers):
+            net[f"affine{li}"] = normal16(rnd.child(f"affine{li}"), layer.c_in, cfg.w_dim)[0]
+            if cfg.conv_weights == "gaussian":
+                shape = ((layer.c_out, layer.c_in, 3, 3) if layer.kind == "conv"
+                         else (3, layer.c_in))
+                net[f"weight{li}"] = normal16(rnd.child(f"weight{li}"), *shape)[0]
+        self._nets[key] = net
+        while len(self._nets) > 4:
+            self._nets.popitem(last=False)
+        return net
+
+    # ---- per-image parameters ---------------------------------------------------------------
+    def _styles(self, w: torch.Tensor, nets: list[dict], group_of: torch.Tensor,
+                li: int, layer: Layer) -> torch.Tensor:
+        """s = 1 + w A^T / sqrt(w_dim) per input channel (affine N(0,1), bias 1)."""
+        s = torch.empty(w.shape[0], layer.c_in, device=w.device)
+        wl = w[:, layer.w_index]  # (B, w_dim)
+        for g, net in enumerate(nets):
+            mask = group_of == g
+            # multiply-and-sum rather than a matmul: a row's result must not depend on how many
+            # rows share the call (BLAS switches kernels for one row), for batch invariance
+            proj = (wl[mask][:, None, :] * net[f"affine{li}"][None]).sum(-1)  # (b, C_in)
+            s[mask] = 1.0 + proj / math.sqrt(self.config.w_dim)
+        return s
+
+    def _wavelet_draws(self, lr: ImageRandom, layer: Layer) -> tuple[torch.Tensor, torch.Tensor]:
+        """Filter index per input channel (or per pair) and amplitudes, both per image."""
+        cfg = self.config
+        lo, hi = cfg.filter_subset
+        n_sub = lr.integers(lo, hi + 1, 1)  # (B, 1)
+        order = torch.argsort(lr.uniform(BANK_SIZE), dim=1, stable=True)  # random subset order
+        shape = (layer.c_in,) if cfg.filter_choice == "input" else (layer.c_out, layer.c_in)
+        u = uniform16(lr, *shape).reshape(lr.batch, -1)
+        j = torch.minimum((u * n_sub).long(), n_sub - 1)  # uniform slot in the subset
+        k = torch.gather(order, 1, j).reshape(lr.batch, *shape)
+        a = normal16(lr, layer.c_out) if cfg.amplitude == "output" else normal16(
+            lr, layer.c_out, layer.c_in)
+        return k, a
+
+    def _dictionary_noise(self, seed: int, groups: torch.Tensor, li: int, res: int,
+                          index: torch.Tensor) -> torch.Tensor:
+        """Map `index` of layer li's dictionary of the image's network -> (B, 1, res, res)."""
+        cfg = self.config
+        keys = (groups * cfg.noise_dictionary_size + index).tolist()
+        dev = groups.device
+        missing = sorted({k for k in keys if (seed, li, k, str(dev)) not in self._maps})
+        if missing:
+            made = self._pink(ImageRandom(seed, torch.tensor(missing, device=dev),
+                                          f"stylegan/net/noise{li}"), res)
+            for k, m in zip(missing, made, strict=True):
+                self._maps[(seed, li, k, str(dev))] = m
+        maps = torch.stack([self._maps[(seed, li, k, str(dev))] for k in keys])[:, None]
+        while len(self._maps) > 8192:  # keep the newest maps (a few networks' dictionaries)
+            self._maps.popitem(last=False)
+        return maps
+
+    def _pink(self, nr: ImageRandom, size: int) -> torch.Tensor:
+        cfg = self.config
+        alpha = nr.uniform(1, low=cfg.noise_alpha[0], high=cfg.noise_alpha[1])[:, 0]
+        phases = uniform16(nr, size, size // 2 + 1)
+        env = None
+        if cfg.noise_envelope != "none":
+            env = laplacian_envelope(nr.laplace(4, 4), size, cfg.noise_envelope)
+        return pink_noise(alpha, phases, env)
+
+    def _params(self, indices: torch.Tensor, seed: int, nets: list[dict],
+                group_of: torch.Tensor) -> list[LayerParams]:
+        cfg = self.config
+        rnd = ImageRandom(seed, indices, "stylegan/image")
+        w = F.leaky_relu(normal16(rnd.child("w"), self.num_ws, cfg.w_dim), 0.2)
+        groups = indices // cfg.images_per_network
+        shared = None
+        if cfg.noise_maps == "shared":
+            shared = self._pink(rnd.child("noise"), cfg.shared_noise_size)[:, None]
+        params = []
+        for li, layer in enumerate(self.layers):
+            p = LayerParams(s=self._styles(w, nets, group_of, li, layer))
+            lr = rnd.child(f"layer{li}")
+            if layer.kind == "torgb":
+                p.rgb_weight = (normal16(lr, 3, layer.c_in) if cfg.conv_weights == "wavelet"
+                                else torch.stack([n[f"weight{li}"] for n in nets])[group_of])
+                params.append(p)
+                continue
+            if cfg.conv_weights == "wavelet":
+                p.k, p.a = self._wavelet_draws(lr, layer)
+            if cfg.bias_range != (0.0, 0.0):
+                p.bias = lr.uniform(layer.c_out, low=cfg.bias_range[0], high=cfg.bias_range[1])
+            if cfg.noise_maps != "none":
+                strength = lr.uniform(1, low=cfg.noise_strength[0],
+                                      high=cfg.noise_strength[1])[:, :, None, None]
+                if cfg.noise_maps == "dictionary":
+                    idx = lr.integers(0, cfg.noise_dictionary_size, 1)[:, 0]
+                    nmap = self._dictionary_noise(seed, groups, li, layer.res, idx)
+                else:  # one map shared by all scales, area-downsampled
+                    nmap = F.adaptive_avg_pool2d(shared, layer.res)
+                p.noise = strength * nmap
+            params.append(p)
+        return params
+
+    def _dense_weights(self, params: list[LayerParams], nets: list[dict],
+                       group_of: torch.Tensor) -> None:
+        """Fill per-image dense weights (reference path and the paper's "pair" options)."""
+        bank = self._bank.to(params[0].s.device)
+        for li, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
+            if layer.kind != "conv":
+                continue
+            if self.config.conv_weights == "gaussian":
+                p.weight = torch.stack([n[f"weight{li}"] for n in nets])[group_of]
+                continue
+            f = bank[p.k]  # (B, C_in, 3, 3) or (B, C_out, C_in, 3, 3)
+            if f.dim() == 4:
+                f = f[:, None].expand(-1, layer.c_out, -1, -1, -1)
+            a = p.a if p.a.dim() == 3 else p.a[:, :, None]
+            p.weight = a[..., None, None] * f
+
+    # ---- rendering ----------------------------------------------------------------------------
+    def render(self, indices: torch.Tensor, seed: int) -> torch.Tensor:
+        cfg = self.config
+        dev = indices.device
+        if indices.numel() == 1:  # BLAS/oneDNN pick other kernels for a batch of one: render two
+            return self.render(indices.repeat(2), seed)[:1]
+        groups = indices // cfg.images_per_network
+        uniq, group_of = torch.unique(groups, return_inverse=True)
+        if cfg.conv_weights == "gaussian" and cfg.path == "fast" and uniq.numel() > 1:
+            # shared dense weights: render each network's images with one batched conv
+            out = torch.empty(indices.numel(), 3, cfg.resolution, cfg.resolution, device=dev)
+            for g in range(uniq.numel()):
+                mask = group_of == g
+                out[mask] = self.render(indices[mask], seed)
+            return out
+        nets = [self._network(seed, int(g), dev) for g in uniq.tolist()]
+        params = self._params(indices, seed, nets, group_of)
+        const = torch.stack([n["const"] for n in nets])[group_of]  # (B, C4, 4, 4)
+        rnd_color = ImageRandom(seed, indices, "stylegan/image/color")
+        targets = rnd_color.normal(6)
+        if cfg.path == "reference" or not (cfg.conv_weights == "gaussian" or cfg.tied_fast):
+            self._dense_weights(params, nets, group_of)
+            raw = synthesize(const, self.layers, params, conv_reference)
+        else:
+            raw = self._synthesize_fast(const, params, nets)
+        return self._color(raw, targets)
+
+    def _synthesize_fast(self, const: torch.Tensor, params: list[LayerParams],
+                         nets: list[dict]) -> torch.Tensor:
+        dtype = torch.bfloat16 if self.config.compute_dtype == "bfloat16" else torch.float32
+        if self.config.conv_weights == "gaussian":  # one network in this batch
+            for li, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
+                if layer.kind == "conv":
+                    p.shared = nets[0][f"weight{li}"]
+            return synthesize(const.to(dtype), self.layers, params, conv_shared)
+        bank = self._bank.to(const.device)
+
+        def conv(x, layer, p):
+            return conv_tied_wavelets(x, layer, p, bank)
+
+        return synthesize(const.to(dtype), self.layers, params, conv)
+
+    def _color(self, raw: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Output colour normalisation (reference s5.1) -> [0, 1]."""
+        raw = raw.float()
+        if self.config.color_norm == "old":
+            r = raw.abs().flatten(1).quantile(0.95, dim=1).clamp(min=5.0)[:, None, None, None]
+            return ((raw + r) / (2 * r)).clamp(0.0, 1.0)
+        t = torch.tensor(_COLOR_TARGETS, device=raw.device)  # (3, 4)
+        mean = t[:, 0] + t[:, 1] * targets[:, :3]  # (B, 3)
+        std = t[:, 2] + t[:, 3] * targets[:, 3:]
+        mu = raw.mean(dim=(2, 3), keepdim=True)
+        sd = raw.std(dim=(2, 3), keepdim=True, unbiased=False)
+        x = (raw - mu) / (sd + 1e-8) * std[:, :, None, None] + mean[:, :, None, None]
+        return x.clamp(0.0, 1.0)
+
+
+_RANDOMIZED = {"conv_weights": "wavelet", "noise_maps": "dictionary"}
+register_generator(
+    "stylegan_random", StyleGAN,
+    "untrained StyleGAN2, dense N(0,1) weights, no noise (smooth, low-frequency)",
+    conv_weights="gaussian", noise_maps="none", bias_range=(0.0, 0.0), noise_envelope="none")
+register_generator(
+    "stylegan_highfreq", StyleGAN,
+    "untrained StyleGAN2, sign-quantised wavelet filters and pink-noise inputs",
+    filter_bank="sign", filter_subset=(40, 40), noise_envelope="none", bias_range=(0.0, 0.0),
+    **_RANDOMIZED)
+register_generator(
+    "stylegan_sparse", StyleGAN,
+    "untrained StyleGAN2, wavelets, Laplacian-enveloped pink noise and random biases",
+    filter_bank="sign", filter_subset=(40, 40), noise_envelope="lanczos", bias_range=(-0.2, 0.2),
+    **_RANDOMIZED)
+register_generator(
+    "stylegan_oriented", StyleGAN,
+    "untrained StyleGAN2, tied real wavelets from random subsets, one shared noise map "
+    "(the paper's best)",
+    conv_weights="wavelet", filter_bank="real", filter_subset=(5, 40), noise_maps="shared",
+    noise_envelope="lanczos", bias_range=(-0.2, 0.2))

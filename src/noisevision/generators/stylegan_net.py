@@ -1,0 +1,159 @@
+"""A clean-room StyleGAN2-style synthesis network with random (untrained) weights.
+
+Written from Karras et al. 2020 ("Analyzing and improving the image quality of StyleGAN") as
+summarised in Baradad et al. 2021 section 3.4 and reference-implementation.md section 5.1:
+learned-constant 4x4 input, modulated + demodulated 3x3 convolutions, 2x upsampling by a stride-2
+transposed convolution and a [1,3,3,1] FIR, noise inputs, bias, ReLU with gain sqrt(2), and a
+1x1 modulated ToRGB per resolution summed through upsampled skips. The mapping network is
+bypassed: per-layer latents w ~ N(0, I) go through LeakyReLU(0.2).
+
+Two synthesis paths compute the same images:
+
+* `synthesize_reference`: the plain network, one dense modulated weight per image and layer
+  (grouped convolution over the batch). Slow; used as the definition in tests.
+* `synthesize_fast`: exploits structure. For shared dense weights (StyleGAN-Random) the
+  modulation moves onto the activations (x * s, one shared conv, output * d). For the wavelet
+  variants, where layer weights are W[o, i] = a_o f_{k(i)} (filter tied to the input channel,
+  amplitude per output channel), modulation gives a_o s_i f_{k(i)} and demodulation
+  d_o = (a_o^2 E + eps)^-1/2 with E = sum_i s_i^2 |f_{k(i)}|^2, so every output channel is
+  c_o * m with c_o = a_o d_o and the single map m = sum_k f_k * M_k, M_k = sum_{i: k(i)=k} s_i x_i.
+  M is one batched matmul (B, 40, C_in) @ (B, C_in, HW); m is a 40 -> 1 convolution (or transposed
+  convolution for upsampling layers, the FIR commuting with the channel scaling). No dense
+  convolution is needed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from noisevision.generators.stylegan_filters import blur_after_transpose, upsample2x
+
+DEMOD_EPS = 1e-8  # added to the demodulation sum of squares (StyleGAN2)
+ACT_GAIN = math.sqrt(2.0)  # ReLU gain (StyleGAN2 bias_act)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One synthesis layer: a 3x3 modulated conv ("conv") or a 1x1 ToRGB ("torgb")."""
+
+    kind: str
+    res: int  # output side in px
+    c_in: int
+    c_out: int
+    up: bool  # conv0 of a block: 2x upsampling
+    w_index: int  # which per-layer latent drives its style
+
+
+def channels(res: int, width: float) -> int:
+    """Channels at a resolution: min(32768 / res, 512) (reference section 5.1) times width."""
+    return max(1, int(round(min(32768 // res, 512) * width)))
+
+
+def build_layers(resolution: int, width: float) -> list[Layer]:
+    """Layers in order; ToRGB of a block shares its latent with the next block's conv0."""
+    c4 = channels(4, width)
+    layers = [Layer("conv", 4, c4, c4, False, 0), Layer("torgb", 4, c4, 3, False, 1)]
+    res, j = 8, 1
+    while res <= resolution:
+        c_prev, c = channels(res // 2, width), channels(res, width)
+        layers += [Layer("conv", res, c_prev, c, True, 2 * j - 1),
+                   Layer("conv", res, c, c, False, 2 * j),
+                   Layer("torgb", res, c, 3, False, 2 * j + 1)]
+        res, j = res * 2, j + 1
+    return layers
+
+
+def num_ws(resolution: int) -> int:
+    """Number of per-layer latents: 2 log2(R) - 2 (12 at 128 px, 14 at 256, 16 at 512)."""
+    return 2 * int(math.log2(resolution)) - 2
+
+
+@dataclass
+class LayerParams:
+    """Per-image values of one layer; tensors have a leading batch dimension B."""
+
+    s: torch.Tensor  # (B, C_in) styles
+    weight: torch.Tensor | None = None  # dense weights, per image: (B, C_out, C_in, 3, 3)
+    k: torch.Tensor | None = None  # tied filter index per input channel (B, C_in), fast wavelets
+    a: torch.Tensor | None = None  # amplitude per output channel (B, C_out), fast wavelets
+    shared: torch.Tensor | None = None  # one dense weight shared by all images (fast random)
+    bias: torch.Tensor | None = None  # (B, C_out) or None (zero)
+    noise: torch.Tensor | None = None  # strength-scaled noise (B, 1, H, W) or None
+    rgb_weight: torch.Tensor | None = None  # ToRGB (B, 3, C_in)
+
+
+def _finish(y: torch.Tensor, p: LayerParams) -> torch.Tensor:
+    """Noise, bias, ReLU with gain sqrt(2) (StyleGAN2 order: conv, + noise, + bias, act)."""
+    if p.noise is not None:
+        y = y + p.noise.to(y.dtype)
+    if p.bias is not None:
+        y = y + p.bias[:, :, None, None].to(y.dtype)
+    return torch.relu(y) * ACT_GAIN
+
+
+def conv_reference(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
+    """Plain modulated/demodulated conv with one dense weight per image (grouped conv)."""
+    b, _, h, w = x.shape
+    wt = p.weight * p.s[:, None, :, None, None]  # (B, O, I, 3, 3)
+    wt = wt * torch.rsqrt(wt.square().sum(dim=(2, 3, 4), keepdim=True) + DEMOD_EPS)
+    xg = x.reshape(1, b * layer.c_in, h, w)
+    if layer.up:
+        wt_t = wt.transpose(1, 2).reshape(b * layer.c_in, layer.c_out, 3, 3)
+        y = blur_after_transpose(F.conv_transpose2d(xg, wt_t, stride=2, groups=b))
+    else:
+        y = F.conv2d(xg, wt.reshape(b * layer.c_out, layer.c_in, 3, 3), padding=1, groups=b)
+    return _finish(y.reshape(b, layer.c_out, *y.shape[-2:]), p)
+
+
+def conv_shared(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
+    """Dense weights shared by the batch: modulate activations, one conv, demodulate outputs."""
+    wt = p.shared  # (O, I, 3, 3)
+    sq = (p.s.square()[:, None, :] * wt.square().sum(dim=(2, 3))[None]).sum(-1)  # (B, O)
+    d = torch.rsqrt(sq + DEMOD_EPS)
+    xs = x * p.s[:, :, None, None].to(x.dtype)
+    if layer.up:
+        y = blur_after_transpose(F.conv_transpose2d(xs, wt.transpose(0, 1).to(x.dtype), stride=2))
+    else:
+        y = F.conv2d(xs, wt.to(x.dtype), padding=1)
+    return _finish(y * d[:, :, None, None].to(y.dtype), p)
+
+
+def conv_tied_wavelets(x: torch.Tensor, layer: Layer, p: LayerParams,
+                       bank: torch.Tensor) -> torch.Tensor:
+    """Fast path for W[o, i] = a_o f_{k(i)}: one map per image, signed copies per channel."""
+    b, _, h, w = x.shape
+    nk = bank.shape[0]
+    reduce = torch.zeros(b, nk, layer.c_in, device=x.device, dtype=p.s.dtype)
+    reduce.scatter_(1, p.k[:, None, :], p.s[:, None, :])  # (B, 40, C_in): s_i where k(i) = k
+    m = torch.bmm(reduce.to(x.dtype), x.reshape(b, layer.c_in, h * w)).reshape(b, nk, h, w)
+    if layer.up:
+        z = blur_after_transpose(F.conv_transpose2d(m, bank[:, None].to(m.dtype), stride=2))
+    else:
+        z = F.conv2d(m, bank[None].to(m.dtype), padding=1)  # (B, 1, H, W)
+    energy = (p.s.square() * bank.square().sum(dim=(1, 2))[p.k]).sum(1, keepdim=True)  # (B, 1)
+    c = p.a * torch.rsqrt(p.a.square() * energy + DEMOD_EPS)  # (B, C_out)
+    return _finish(c[:, :, None, None].to(z.dtype) * z, p)
+
+
+def to_rgb(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
+    """1x1 modulated conv without demodulation, style gain 1/sqrt(C_in), zero bias."""
+    b, _, h, w = x.shape
+    wt = p.rgb_weight * (p.s[:, None, :] / math.sqrt(layer.c_in))  # (B, 3, C_in)
+    return torch.bmm(wt.to(x.dtype), x.reshape(b, layer.c_in, h * w)).reshape(b, 3, h, w)
+
+
+def synthesize(const: torch.Tensor, layers: list[Layer], params: list[LayerParams],
+               conv_fn) -> torch.Tensor:
+    """Run the synthesis network: const (B, C4, 4, 4) -> raw RGB (B, 3, R, R) (float32)."""
+    x, img = const, None
+    for layer, p in zip(layers, params, strict=True):
+        if layer.kind == "conv":
+            x = conv_fn(x, layer, p)
+        else:
+            rgb = to_rgb(x, layer, p).float()
+            img = rgb if img is None else upsample2x(img) + rgb
+    return img

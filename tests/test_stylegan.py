@@ -1,0 +1,233 @@
+"""Tests of the untrained StyleGAN generators (issue 4): filter banks, pink noise, fast path vs
+reference path, reproducibility, and the statistics each variant claims (paper section 3.4)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from noisevision.errors import ConfigError, UsageError
+from noisevision.generators import create_generator
+from noisevision.generators.stylegan import uniform16
+from noisevision.generators.stylegan_filters import (
+    lanczos_matrix,
+    laplacian_envelope,
+    pink_noise,
+    wavelet_bank,
+)
+from noisevision.generators.stylegan_net import build_layers, channels, num_ws
+from noisevision.rng import ImageRandom
+
+VARIANTS = ("stylegan_random", "stylegan_highfreq", "stylegan_sparse", "stylegan_oriented")
+SMALL = {"resolution": 64, "width": 0.125}
+
+
+# ---- image statistics used by the claims ------------------------------------------------------
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    return x.double().mean(1)  # (N, H, W)
+
+
+def spectrum_slope(x: torch.Tensor) -> float:
+    """Least-squares slope of log radial power vs log frequency (2 .. n/2 cycles per image)."""
+    g = _gray(x)
+    g = g - g.mean(dim=(1, 2), keepdim=True)
+    n = g.shape[-1]
+    power = torch.fft.fft2(g).abs().square().mean(0)  # (n, n)
+    f = torch.fft.fftfreq(n, dtype=torch.float64) * n
+    r = torch.sqrt(f[:, None] ** 2 + f[None, :] ** 2).round().long()
+    radii = torch.arange(2, n // 2)
+    pr = torch.stack([power[r == k].mean() for k in radii])
+    lx, ly = radii.double().log(), pr.log()
+    lx = lx - lx.mean()
+    return float((lx * (ly - ly.mean())).sum() / lx.square().sum())
+
+
+def gradient_kurtosis(x: torch.Tensor) -> float:
+    """Median over images of the kurtosis of horizontal and vertical differences."""
+    g = _gray(x)
+    d = torch.cat([(g[:, :, 1:] - g[:, :, :-1]).flatten(1), (g[:, 1:] - g[:, :-1]).flatten(1)], 1)
+    d = d - d.mean(1, keepdim=True)
+    return float((d.pow(4).mean(1) / d.square().mean(1).square()).median())
+
+
+def coherence(x: torch.Tensor, window: int = 7) -> float:
+    """Mean structure-tensor coherence (l1 - l2) / (l1 + l2), tensor averaged over a box."""
+    g = _gray(x)[:, None]
+    gx = (g[..., 1:-1, 2:] - g[..., 1:-1, :-2]) / 2
+    gy = (g[..., 2:, 1:-1] - g[..., :-2, 1:-1]) / 2
+    jxx, jyy, jxy = (F.avg_pool2d(t, window, stride=1) for t in (gx * gx, gy * gy, gx * gy))
+    return float((torch.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-12)).mean())
+
+
+@pytest.fixture(scope="module")
+def samples() -> dict[str, torch.Tensor]:
+    """24 images of each variant at 64 px, width 0.125, seed 0."""
+    return {name: create_generator(name, **SMALL).generate(range(24), seed=0) for name in VARIANTS}
+
+
+# ---- filter banks -----------------------------------------------------------------------------
+def test_sign_bank_is_40_ternary_filters_with_documented_members():
+    bank = wavelet_bank("sign")
+    assert bank.shape == (40, 3, 3)
+    assert set(bank.unique().tolist()) == {-1.0, 0.0, 1.0}
+    edge0 = torch.tensor([[1.0, 0, -1]] * 3)
+    assert torch.equal(bank[0], edge0)
+    assert torch.equal(bank[8], -edge0)  # the edge at 180 deg
+    assert torch.equal(bank[16], torch.tensor([[1.0, -1, 1]] * 3))  # thin line, sign-quantised
+    assert torch.equal(bank[16:24], -bank[24:32])  # lines and their negatives
+    assert torch.equal(bank[32:36], -bank[36:40])  # sparse filters and their negatives
+    assert bank[32].abs().sum() == 1 and bank[32, 1, 1] == 1  # delta
+
+
+def test_real_bank_is_40_filters_with_documented_members():
+    bank = wavelet_bank("real")
+    assert bank.shape == (40, 3, 3)
+    assert torch.allclose(bank[0], torch.tensor([[1.0, 0, -1]] * 3))  # 0 deg edge
+    assert torch.allclose(bank[8], torch.tensor([[2 / 3, -4 / 3, 2 / 3]] * 3), atol=1e-6)
+    assert torch.allclose(bank[20:], -bank[:20])  # negatives of all 20
+    oriented = torch.cat([bank[0:16], bank[20:36]])
+    assert oriented.sum(dim=(1, 2)).abs().max() < 1e-6  # edges and lines are zero-mean
+    assert bank[16:20].sum(dim=(1, 2)).abs().min() > 0.5  # sparse filters are not
+    # rotations: the 90-degree edge is the transpose of the 0-degree one (up to sign)
+    assert torch.allclose(bank[4].abs(), bank[0].T.abs(), atol=1e-6)
+    assert not torch.equal(bank, wavelet_bank("sign"))
+
+
+# ---- pink noise and envelope ------------------------------------------------------------------
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 1.5])
+def test_pink_noise_has_configured_amplitude_slope(alpha):
+    n = 64
+    rnd = ImageRandom(3, torch.arange(4), "test/pink")
+    maps = pink_noise(torch.full((4,), alpha), uniform16(rnd, n, n // 2 + 1), None)
+    assert maps.shape == (4, n, n)
+    assert torch.allclose(maps.std(dim=(1, 2), unbiased=False), torch.ones(4), atol=1e-4)
+    assert maps.mean(dim=(1, 2)).abs().max() < 1e-5
+    power_slope = spectrum_slope(maps[:, None].expand(-1, 3, -1, -1))
+    assert abs(-power_slope / 2 - alpha) < 0.03  # amplitude ~ 1/f^alpha, power ~ 1/f^(2 alpha)
+
+
+def test_lanczos_envelope_rows_sum_to_one_and_interpolate():
+    m = lanczos_matrix(4, 64)
+    assert m.shape == (64, 4)
+    assert torch.allclose(m.sum(1), torch.ones(64), atol=1e-6)
+    assert torch.allclose(lanczos_matrix(4, 4), torch.eye(4), atol=1e-6)
+    grid = torch.ones(2, 4, 4)
+    for mode in ("lanczos", "bicubic"):
+        assert torch.allclose(laplacian_envelope(grid, 32, mode), torch.ones(2, 32, 32),
+                              atol=1e-5)
+
+
+# ---- network shape ----------------------------------------------------------------------------
+def test_layers_widths_and_latent_count_follow_the_reference():
+    assert [channels(r, 1.0) for r in (4, 64, 128, 256, 512)] == [512, 512, 256, 128, 64]
+    assert (num_ws(128), num_ws(256), num_ws(512)) == (12, 14, 16)
+    layers = build_layers(256, 1.0)
+    assert max(layer.w_index for layer in layers) + 1 == num_ws(256)
+    assert sum(layer.kind == "torgb" for layer in layers) == 7
+    assert sum(layer.up for layer in layers) == 6
+
+
+# ---- fast path against the plain reference path -----------------------------------------------
+@pytest.mark.parametrize("name", VARIANTS)
+def test_fast_path_matches_reference_path(name):
+    idx = [0, 1, 401]  # two networks in one batch
+    fast = create_generator(name, **SMALL).generate(idx, seed=5)
+    ref = create_generator(name, path="reference", **SMALL).generate(idx, seed=5)
+    assert torch.allclose(fast, ref, atol=2e-4), float((fast - ref).abs().max())
+    assert fast.std() > 0.05
+
+
+def test_paper_options_run_on_the_dense_path():
+    gen = create_generator("stylegan_oriented", filter_choice="pair", amplitude="pair",
+                           noise_alpha=(0.5, 2.0), noise_envelope="bicubic", **SMALL)
+    x = gen.generate(2, seed=0)
+    assert x.shape == (2, 3, 64, 64) and torch.isfinite(x).all() and x.std() > 0.05
+    tied = create_generator("stylegan_oriented", **SMALL).generate(2, seed=0)
+    assert not torch.allclose(x, tied)
+
+
+# ---- reproducibility --------------------------------------------------------------------------
+def test_images_are_bit_identical_in_any_batch():
+    gen = create_generator("stylegan_oriented", **SMALL)
+    whole = gen.generate([3, 399, 400, 7], seed=11)
+    assert torch.equal(gen.generate([400], seed=11)[0], whole[2])
+    assert torch.equal(gen.generate([7, 3], seed=11), whole[[3, 0]])
+    fresh = create_generator("stylegan_oriented", **SMALL)  # no cached networks or maps
+    assert torch.equal(fresh.generate([399, 400], seed=11, batch_size=1), whole[1:3])
+
+
+def test_network_is_shared_by_groups_of_images_per_network():
+    a = create_generator("stylegan_random", **SMALL).generate([0, 1], seed=2)
+    b = create_generator("stylegan_random", images_per_network=1, **SMALL).generate([0, 1],
+                                                                                    seed=2)
+    assert torch.equal(a[0], b[0])  # image 0 uses network 0 in both
+    assert not torch.allclose(a[1], b[1])  # image 1: network 0 vs network 1
+    assert not torch.allclose(a[0], a[1])  # per-image latents differ within a network
+
+
+def test_seeds_give_different_images():
+    gen = create_generator("stylegan_sparse", **SMALL)
+    assert not torch.allclose(gen.generate(2, seed=0), gen.generate(2, seed=1))
+
+
+def test_bfloat16_fast_path_stays_close_to_float32():
+    x32 = create_generator("stylegan_oriented", **SMALL).generate(3, seed=4)
+    x16 = create_generator("stylegan_oriented", compute_dtype="bfloat16",
+                           **SMALL).generate(3, seed=4)
+    assert (x32 - x16).abs().mean() < 0.03
+
+
+# ---- colour normalisation ---------------------------------------------------------------------
+def test_colour_targets_are_imagenet_like(samples):
+    x = samples["stylegan_highfreq"]
+    means = x.mean(dim=(2, 3)).mean(0)  # clipping pulls the means a little toward 0.5
+    assert torch.allclose(means, torch.tensor([0.483, 0.455, 0.401]), atol=0.08)
+    assert x.min() >= 0 and x.max() <= 1
+
+
+# ---- what the variants claim (paper section 3.4) ----------------------------------------------
+def test_highfreq_has_flatter_spectrum_than_random(samples):
+    # measured at seed 0: random about -3.1, high-freq about -2.6 (log power per log frequency)
+    assert spectrum_slope(samples["stylegan_highfreq"]) > spectrum_slope(
+        samples["stylegan_random"]) + 0.2
+
+
+def test_sparse_has_heavier_tailed_gradients_than_highfreq(samples):
+    # measured at seed 0: high-freq about 4.7, sparse about 9.5
+    assert gradient_kurtosis(samples["stylegan_sparse"]) > 1.4 * gradient_kurtosis(
+        samples["stylegan_highfreq"])
+
+
+def test_oriented_has_more_coherent_orientation_than_sparse(samples):
+    # measured at seed 0: sparse about 0.42, oriented about 0.55
+    assert coherence(samples["stylegan_oriented"]) > coherence(samples["stylegan_sparse"]) + 0.06
+
+
+# ---- errors -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("field, value", [
+    ("resolution", 96), ("width", 0), ("filter_subset", (0, 40)), ("filter_subset", (30, 10)),
+    ("noise_maps", "perlin"), ("bias_range", (0.2, -0.2)), ("shared_noise_size", 100),
+    ("filter_bank", "haar"), ("path", "turbo"),
+])
+def test_bad_config_values_raise_one_line_config_errors(field, value):
+    with pytest.raises(ConfigError) as err:
+        create_generator("stylegan_oriented", **{field: value})
+    assert field in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_option_is_a_usage_error():
+    with pytest.raises(UsageError, match="allowed"):
+        create_generator("stylegan_oriented", wdith=0.5)
+
+
+def test_config_survives_a_json_round_trip():
+    import json
+
+    gen = create_generator("stylegan_sparse", **SMALL)
+    desc = json.loads(json.dumps(gen.describe()))
+    again = create_generator(desc["name"], **desc["config"])
+    assert again.config == gen.config
+    assert math.isclose(again.config.bias_range[0], -0.2)
