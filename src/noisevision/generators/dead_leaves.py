@@ -112,19 +112,31 @@ def sample_leaf_block(config: DeadLeavesConfig, indices: torch.Tensor, seed: int
     image i's leaves never depend on the batch.
     """
     rng = ImageRandom(seed, indices, f"dead_leaves/leaves/{block}")
-    n, res = LEAF_BLOCK, config.resolution
+    n, res, shapes = LEAF_BLOCK, config.resolution, config.shapes
+    B, dev = indices.numel(), indices.device
+    # always drawn, in this order: the same seed gives the same sizes, centres and colours in
+    # every variant (a controlled comparison of shape kinds)
     u_radius = rng.uniform(n)
     centre = (rng.uniform(n, 2) * res).floor().to(torch.int64)  # int(U(0, res)) as the reference
     colour = (rng.uniform(n, 3) * 255).floor() / 255.0  # int(U * 255): 0..254, as the reference
-    kind_pick = rng.integers(0, len(config.shapes), n)
-    theta = rng.uniform(n, high=2 * math.pi)  # oriented square rotation
-    aspect = rng.uniform(n, high=math.pi / 2)  # rectangle: corners (+-r cos a, +-r sin a)
-    angles = rng.uniform(n, 4, high=2 * math.pi).sort(dim=-1).values  # triangle / quadrilateral
+    # drawn only when the config uses them (a fixed count per config, so still batch-invariant)
+    kind_ids = torch.tensor([SHAPE_KINDS.index(k) for k in shapes], device=dev)
+    if len(shapes) > 1:
+        kind = kind_ids[rng.integers(0, len(shapes), n)]  # uniform among the configured kinds
+    else:
+        kind = kind_ids.expand(B, n)
+    zeros = torch.zeros(B, n, device=dev)
+    theta = rng.uniform(n, high=2 * math.pi) if "oriented_square" in shapes else zeros
+    aspect = rng.uniform(n, high=math.pi / 2) if "rectangle" in shapes else zeros  # rectangle
+    #   corners (+-r cos a, +-r sin a)
+    if "triangle" in shapes or "quadrilateral" in shapes:  # sorted angles of the vertices
+        angles = rng.uniform(n, 4, high=2 * math.pi).sort(dim=-1).values
+    else:
+        angles = zeros[..., None].expand(B, n, 4)
     radius = sample_radius(config, u_radius)
     radius_px = (radius * res).floor().clamp_(min=1).to(torch.int64)  # max(int(r * res), 1)
-    kind_ids = torch.tensor([SHAPE_KINDS.index(s) for s in config.shapes], device=indices.device)
     return {"radius": radius.float(), "radius_px": radius_px, "cx": centre[..., 0],
-            "cy": centre[..., 1], "colour": colour, "kind": kind_ids[kind_pick], "theta": theta,
+            "cy": centre[..., 1], "colour": colour, "kind": kind, "theta": theta,
             "aspect": aspect, "angles": angles}
 
 
@@ -212,14 +224,28 @@ def _row_spans(g: dict[str, torch.Tensor], leaf: torch.Tensor, y: torch.Tensor,
     return xl.clamp(min=0).long(), xr.clamp(max=res - 1).long()
 
 
-def leaf_pixel_pairs(params: dict[str, torch.Tensor], first_leaf: int,
-                     res: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """All (pixel, leaf) pairs of a chunk of leaves of B images.
+@dataclass
+class LeafPixels:
+    """The (pixel, leaf) pairs of a chunk of leaves of B images, kept by row spans.
 
-    `params` tensors are (B, L); leaf j of the chunk has global index first_leaf + j. Returns the
-    flat pixel index b * res * res + y * res + x (int64) and the global leaf index (int32) of every
-    covered pixel of every leaf, in leaf order.
+    `pixel` is the flat index b * res * res + y * res + x (int64) of every covered pixel of every
+    leaf, in leaf order; row span k belongs to flat leaf `row_leaf[k]` (b * L + j) and covers
+    `width[k]` consecutive pairs.
     """
+
+    pixel: torch.Tensor  # (P,) int64
+    row_leaf: torch.Tensor  # (R,) int64
+    width: torch.Tensor  # (R,) int64
+    total: int  # P
+
+    def expand(self, leaf_value: torch.Tensor) -> torch.Tensor:
+        """A per-leaf value (B, L) repeated onto every pair of the leaf: (P,)."""
+        return torch.repeat_interleave(leaf_value.reshape(-1)[self.row_leaf], self.width,
+                                       output_size=self.total)
+
+
+def leaf_pixel_pairs(params: dict[str, torch.Tensor], res: int) -> LeafPixels:
+    """Rasterise leaves (B, L) into row spans and their (pixel, leaf) pairs."""
     g = leaf_geometry(params)
     B, L = params["kind"].shape
     dev = params["kind"].device
@@ -237,9 +263,7 @@ def leaf_pixel_pairs(params: dict[str, torch.Tensor], first_leaf: int,
     total = int(width.sum())
     pixel = torch.repeat_interleave(base, width, output_size=total)
     pixel += torch.arange(total, device=dev)
-    leaf_id = (leaf - img * L + first_leaf).to(torch.int32)
-    value = torch.repeat_interleave(leaf_id, width, output_size=total)
-    return pixel, value
+    return LeafPixels(pixel, leaf, width, total)
 
 
 LeafSource = Callable[[torch.Tensor, int, int], dict[str, torch.Tensor]]
@@ -260,21 +284,23 @@ def render_leaf_ids(leaves_for: LeafSource, batch: int, res: int, max_leaves: in
     active = torch.arange(batch, device=device)
     for start in range(0, max_leaves, chunk):
         stop = min(start + chunk, max_leaves)
-        params = leaves_for(active, start, stop)
-        pixel, value = leaf_pixel_pairs(params, start, res)
-        old = last[active]  # (A, hw)
-        new = old.reshape(-1).scatter_reduce(0, pixel, value, "amax").view(-1, hw)
+        pairs = leaf_pixel_pairs(leaves_for(active, start, stop), res)
+        leaf_id = torch.arange(start, stop, dtype=torch.int32, device=device).expand(
+            active.numel(), -1)  # (A, L) global leaf index
+        value = pairs.expand(leaf_id)  # (P,)
+        old = last[active].reshape(-1)  # (A * hw,)
+        new = old.scatter_reduce(0, pairs.pixel, value, "amax").view(-1, hw)
         full = (new >= 0).all(1)  # (A,)
         if bool(full.any()):
-            # N = the leaf at which the last uncovered pixel got covered; repaint with leaves <= N
-            first = torch.full_like(new.reshape(-1), torch.iinfo(torch.int32).max)
-            first = first.scatter_reduce(0, pixel, value, "amin").view(-1, hw)
-            first = torch.where(old < 0, first, torch.full_like(first, _NO_LEAF))
-            n_cov = torch.where(full, first.amax(1).long(), max_leaves)  # (A,)
-            keep = value.long() <= n_cov[torch.div(pixel, hw, rounding_mode="floor")]
-            value = torch.where(keep, value, torch.full_like(value, _NO_LEAF))
-            new = old.reshape(-1).scatter_reduce(0, pixel, value, "amax").view(-1, hw)
-            done_at[active[full]] = n_cov[full]
+            # N = the leaf at which the last uncovered pixel got covered (the largest first leaf
+            # over the pixels uncovered before this chunk); repaint with leaves <= N only
+            first = torch.full_like(old, torch.iinfo(torch.int32).max)
+            first = first.scatter_reduce(0, pairs.pixel, value, "amin")
+            first = torch.where(old < 0, first, _NO_LEAF).view(-1, hw)
+            n_cov = torch.where(full, first.amax(1), max_leaves)  # (A,)
+            masked = torch.where(leaf_id <= n_cov[:, None], leaf_id, _NO_LEAF)
+            new = old.scatter_reduce(0, pairs.pixel, pairs.expand(masked), "amax").view(-1, hw)
+            done_at[active[full]] = n_cov[full].long()
         last[active] = new
         active = active[~full]
         if active.numel() == 0:
@@ -304,24 +330,31 @@ class DeadLeaves(Generator):
         return {k: torch.cat([blk[k] for blk in blocks], 1)[:, lo:lo + stop - start]
                 for k in blocks[0]}
 
-    def leaf_ids(self, indices: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, H, W) topmost leaf index per pixel and the covering leaf count N per image."""
+    def leaf_ids(self, indices: torch.Tensor, seed: int,
+                 colours: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, H, W) topmost leaf index per pixel and the covering leaf count N per image.
+
+        When `colours` (B, max_leaves, 3) is given, the colours of the drawn leaves are stored in
+        it (render uses them instead of drawing them twice).
+        """
         cfg = self.config
-        return render_leaf_ids(
-            lambda rows, a, b: self.sample_leaves(indices[rows], seed, a, b),
-            indices.numel(), cfg.resolution, cfg.max_leaves, cfg.chunk_leaves, indices.device)
+
+        def leaves_for(rows: torch.Tensor, start: int, stop: int) -> dict[str, torch.Tensor]:
+            params = self.sample_leaves(indices[rows], seed, start, stop)
+            if colours is not None:
+                colours[rows, start:stop] = params["colour"]
+            return params
+
+        return render_leaf_ids(leaves_for, indices.numel(), cfg.resolution, cfg.max_leaves,
+                               cfg.chunk_leaves, indices.device)
 
     def render(self, indices: torch.Tensor, seed: int) -> torch.Tensor:
-        cfg = self.config
-        ids, _ = self.leaf_ids(indices, seed)
-        B, res = indices.numel(), cfg.resolution
-        out = torch.zeros(B, res * res, 3, device=indices.device)
-        flat = ids.view(B, -1).long()
-        top = int(flat.max()) if flat.numel() else -1
-        if top >= 0:
-            colours = self.sample_leaves(indices, seed, 0, top + 1)["colour"]  # (B, L, 3)
-            pick = colours.gather(1, flat.clamp(min=0)[..., None].expand(-1, -1, 3))
-            out = torch.where(flat[..., None] >= 0, pick, out)
+        B, res = indices.numel(), self.config.resolution
+        colours = torch.zeros(B, self.config.max_leaves + 1, 3, device=indices.device)
+        ids, _ = self.leaf_ids(indices, seed, colours)
+        # uncovered pixels (-1) read the last row, which stays black
+        flat = torch.where(ids < 0, self.config.max_leaves, ids).view(B, -1, 1).long()
+        out = colours.gather(1, flat.expand(-1, -1, 3))  # (B, H*W, 3)
         return out.view(B, res, res, 3).permute(0, 3, 1, 2).contiguous()
 
 
