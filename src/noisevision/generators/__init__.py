@@ -1,8 +1,10 @@
 """Generator families. Importing this package registers every family's presets."""
 
-from noisevision.generators import dead_leaves  # noqa: F401  (registers dead_leaves_*)
-from noisevision.generators import statistical  # noqa: F401  (registers stat_*)
-from noisevision.generators import stylegan  # noqa: F401  (registers stylegan_*)
+from noisevision.generators import (
+    dead_leaves,  # noqa: F401  (registers dead_leaves_*)
+    statistical,  # noqa: F401  (registers stat_*)
+    stylegan,  # noqa: F401  (registers stylegan_*)
+)
 from noisevision.generators.base import (
     GENERATORS,
     Generator,
