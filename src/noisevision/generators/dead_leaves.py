@@ -52,7 +52,7 @@ class DeadLeavesConfig:
     exp_rate: float = 10.0  # exponential law rate, per unit of resolution (paper's lambda; the
     #   paper gives no value, 10 means a mean radius of about 0.1 * resolution before truncation)
     max_leaves: int = 5000  # cap on leaves per image (reference max_iters 5000)
-    chunk_leaves: int = 512  # leaves rendered per chunk (speed/memory only; multiple of 256,
+    chunk_leaves: int = 256  # leaves rendered per chunk (speed/memory only; multiple of 256,
     #   never changes the images)
 
     def __post_init__(self) -> None:
@@ -187,41 +187,46 @@ def _row_extent(g: dict[str, torch.Tensor], res: int) -> tuple[torch.Tensor, tor
 def _row_spans(g: dict[str, torch.Tensor], leaf: torch.Tensor, y: torch.Tensor,
                res: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inclusive x-range [xl, xr] (int64, clipped) of flat leaf ids `leaf` on rows `y`."""
-    mode = g["mode"].reshape(-1)[leaf]
-    cx, cy = g["cx"].reshape(-1)[leaf], g["cy"].reshape(-1)[leaf]
-    yf = y.float()
-    # box
-    hx = g["hx"].reshape(-1)[leaf]
-    # circle: pixel centres within distance r of the centre
-    rad = g["rad"].reshape(-1)[leaf]
-    dy = yf - cy
-    chw = torch.floor(torch.sqrt((rad * rad - dy * dy).clamp_(min=0)))
-    half_w = torch.where(mode == 0, hx, chw)
+    # one gather of the per-leaf numbers every row needs: centre, box half-width or radius, mode
+    size = torch.where(g["mode"] == 0, g["hx"], g["rad"])
+    table = torch.stack([g["cx"], g["cy"], size, g["mode"].float()], -1).reshape(-1, 4)
+    cx, cy, size, mode = table.index_select(0, leaf).unbind(-1)  # (R,) each
+    dy = y.float() - cy
+    # box: half-width; circle: pixel centres within distance r of the centre
+    circle_hw = torch.floor(torch.sqrt((size * size - dy * dy).clamp_(min=0)))
+    half_w = torch.where(mode == 1, circle_hw, size)
     xl = cx - half_w
     xr = cx + half_w
-    # convex polygon: intersect the half-planes cross(edge, p - v) >= -tol * |edge| on row y
-    poly = mode == 2
-    if bool(poly.any()):
-        vx = g["vx"].reshape(-1, 4)[leaf]
-        vy = g["vy"].reshape(-1, 4)[leaf]
-        ex = vx.roll(-1, -1) - vx
-        ey = vy.roll(-1, -1) - vy
-        tol = _POLY_TOL * torch.sqrt(ex * ex + ey * ey)
-        # condition: a * x + b >= 0 with a = -ey, b = ex * (y - vy) + ey * vx + tol
-        a = -ey
-        b = ex * (yf[:, None] - vy) + ey * vx + tol
-        bound = -b / torch.where(a == 0, torch.ones_like(a), a)
-        lower = torch.where(a > 0, bound, -math.inf).amax(-1)
-        upper = torch.where(a < 0, bound, math.inf).amin(-1)
-        empty = ((a == 0) & (b < 0)).any(-1)
-        upper = torch.where(empty, -math.inf, upper)
-        # the vertices' bounding box also bounds the span: a degenerate polygon (a radius-1
-        # oriented square has all four corners at its centre) is then one pixel, not a full row
-        lower = torch.maximum(lower, vx.amin(-1) - _POLY_TOL)
-        upper = torch.minimum(upper, vx.amax(-1) + _POLY_TOL)
-        xl = torch.where(poly, torch.ceil(lower.clamp(-1.0, res + 1.0)), xl)
-        xr = torch.where(poly, torch.floor(upper.clamp(-2.0, res + 1.0)), xr)
+    poly_rows = torch.nonzero(mode == 2).squeeze(1)
+    if poly_rows.numel():
+        lo, hi = _polygon_row_spans(g, leaf[poly_rows], y[poly_rows], res)
+        xl[poly_rows] = lo
+        xr[poly_rows] = hi
     return xl.clamp(min=0).long(), xr.clamp(max=res - 1).long()
+
+
+def _polygon_row_spans(g: dict[str, torch.Tensor], leaf: torch.Tensor, y: torch.Tensor,
+                       res: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float x-range of convex polygons on rows: the pixels whose centres satisfy every
+    half-plane cross(edge, p - v) >= -tol * |edge| (vertices counter-clockwise in (x, y))."""
+    verts = torch.cat([g["vx"], g["vy"]], -1).reshape(-1, 8).index_select(0, leaf)
+    vx, vy = verts[:, :4], verts[:, 4:]  # (R, 4)
+    ex = vx.roll(-1, -1) - vx
+    ey = vy.roll(-1, -1) - vy
+    tol = _POLY_TOL * torch.sqrt(ex * ex + ey * ey)
+    # condition: a * x + b >= 0 with a = -ey, b = ex * (y - vy) + ey * vx + tol
+    a = -ey
+    b = ex * (y.float()[:, None] - vy) + ey * vx + tol
+    bound = -b / torch.where(a == 0, torch.ones_like(a), a)
+    lower = torch.where(a > 0, bound, -math.inf).amax(-1)
+    upper = torch.where(a < 0, bound, math.inf).amin(-1)
+    empty = ((a == 0) & (b < 0)).any(-1)
+    upper = torch.where(empty, -math.inf, upper)
+    # the vertices' bounding box also bounds the span: a degenerate polygon (a radius-1
+    # oriented square has all four corners at its centre) is then one pixel, not a full row
+    lower = torch.maximum(lower, vx.amin(-1) - _POLY_TOL)
+    upper = torch.minimum(upper, vx.amax(-1) + _POLY_TOL)
+    return torch.ceil(lower.clamp(-1.0, res + 1.0)), torch.floor(upper.clamp(-2.0, res + 1.0))
 
 
 @dataclass
@@ -237,6 +242,7 @@ class LeafPixels:
     row_leaf: torch.Tensor  # (R,) int64
     width: torch.Tensor  # (R,) int64
     total: int  # P
+    leaves: int  # B * L
 
     def expand(self, leaf_value: torch.Tensor) -> torch.Tensor:
         """A per-leaf value (B, L) repeated onto every pair of the leaf: (P,)."""
@@ -263,7 +269,7 @@ def leaf_pixel_pairs(params: dict[str, torch.Tensor], res: int) -> LeafPixels:
     total = int(width.sum())
     pixel = torch.repeat_interleave(base, width, output_size=total)
     pixel += torch.arange(total, device=dev)
-    return LeafPixels(pixel, leaf, width, total)
+    return LeafPixels(pixel, leaf, width, total, B * L)
 
 
 LeafSource = Callable[[torch.Tensor, int, int], dict[str, torch.Tensor]]
@@ -284,28 +290,52 @@ def render_leaf_ids(leaves_for: LeafSource, batch: int, res: int, max_leaves: in
     active = torch.arange(batch, device=device)
     for start in range(0, max_leaves, chunk):
         stop = min(start + chunk, max_leaves)
+        n_active = active.numel()
         pairs = leaf_pixel_pairs(leaves_for(active, start, stop), res)
         leaf_id = torch.arange(start, stop, dtype=torch.int32, device=device).expand(
-            active.numel(), -1)  # (A, L) global leaf index
+            n_active, -1)  # (A, L) global leaf index
         value = pairs.expand(leaf_id)  # (P,)
-        old = last[active].reshape(-1)  # (A * hw,)
+        old = (last if n_active == batch else last[active]).reshape(-1)  # (A * hw,)
         new = old.scatter_reduce(0, pairs.pixel, value, "amax").view(-1, hw)
         full = (new >= 0).all(1)  # (A,)
         if bool(full.any()):
-            # N = the leaf at which the last uncovered pixel got covered (the largest first leaf
-            # over the pixels uncovered before this chunk); repaint with leaves <= N only
-            first = torch.full_like(old, torch.iinfo(torch.int32).max)
-            first = first.scatter_reduce(0, pairs.pixel, value, "amin")
-            first = torch.where(old < 0, first, _NO_LEAF).view(-1, hw)
-            n_cov = torch.where(full, first.amax(1), max_leaves)  # (A,)
-            masked = torch.where(leaf_id <= n_cov[:, None], leaf_id, _NO_LEAF)
-            new = old.scatter_reduce(0, pairs.pixel, pairs.expand(masked), "amax").view(-1, hw)
-            done_at[active[full]] = n_cov[full].long()
-        last[active] = new
+            n_cov = _finish(pairs, value, old, full, hw)
+            new[full] = n_cov[1]
+            done_at[active[full]] = n_cov[0]
+        if n_active == batch:
+            last = new
+        else:
+            last[active] = new
         active = active[~full]
         if active.numel() == 0:
             break
     return last.view(batch, res, res), done_at
+
+
+def _finish(pairs: LeafPixels, value: torch.Tensor, old: torch.Tensor, full: torch.Tensor,
+            hw: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the images `full` (A,) whose canvas got covered within this chunk: N (the leaf at which
+    the last uncovered pixel got covered: the largest first leaf over the pixels uncovered before
+    the chunk) and their leaf id maps repainted with leaves <= N only. Only their pairs are
+    touched (pairs are image-major, so each image's pairs are one contiguous range)."""
+    n_img = full.numel()
+    per_leaf = torch.zeros(pairs.leaves, dtype=torch.int64, device=old.device)
+    per_leaf.index_add_(0, pairs.row_leaf, pairs.width)
+    per_img = per_leaf.view(n_img, -1).sum(1)  # (A,) pairs per image
+    offset = torch.cumsum(per_img, 0) - per_img
+    rows = torch.nonzero(full).squeeze(1)  # (F,)
+    count = per_img[rows]
+    n_sel = int(count.sum())
+    sel = torch.repeat_interleave(offset[rows] - (torch.cumsum(count, 0) - count), count,
+                                  output_size=n_sel) + torch.arange(n_sel, device=old.device)
+    pixel, val = pairs.pixel[sel], value[sel]
+    first = torch.full_like(old, torch.iinfo(torch.int32).max)
+    first.scatter_reduce_(0, pixel, val, "amin")
+    first = torch.where(old < 0, first, _NO_LEAF).view(-1, hw)
+    n_cov = first[rows].amax(1)  # (F,) int32
+    limit = torch.repeat_interleave(n_cov, count, output_size=n_sel)
+    repaint = old.scatter_reduce(0, pixel, torch.where(val <= limit, val, _NO_LEAF), "amax")
+    return n_cov.long(), repaint.view(-1, hw)[rows]
 
 
 class DeadLeaves(Generator):
