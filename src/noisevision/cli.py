@@ -7,6 +7,7 @@ Subcommands register through COMMANDS: (name, help, add_arguments, handler).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -259,7 +260,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, log_every=args.log_every,
         tensorboard=args.tensorboard, quiet=args.quiet)
     run = pretrain(cfg, resume=args.resume)
-    print(f"{run}: encoder.pt written")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        print(f"{run}: encoder.pt written")
     return 0
 
 
