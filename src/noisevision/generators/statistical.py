@@ -110,21 +110,58 @@ def _is_number(value: object) -> bool:
 
 # ----------------------------------------------------------------------------- colour model
 
+def uniform_fields(rnd: ImageRandom, bits: int, *shape: int) -> torch.Tensor:
+    """float32 uniforms in (0, 1) with `bits` (8 or 16) random bits each, 32 // bits values per
+    counter draw: the large per-pixel fields (start noise, colour-model pixels) need no more
+    resolution, and the counter-based hash is their main cost. Returns (B, *shape)."""
+    per = 32 // bits
+    n = math.prod(shape)
+    word = rnd.bits(-(-n // per))  # (B, ceil(n / per)) int64 in [0, 2**32)
+    mask = (1 << bits) - 1
+    parts = torch.stack([(word >> (bits * k)) & mask for k in range(per)], dim=-1)
+    values = parts.reshape(rnd.batch, -1)[:, :n].float()
+    return ((values + 0.5) * (1.0 / (1 << bits))).view(rnd.batch, *shape)
+
+
 def _box_blur_same(img: torch.Tensor, m: torch.Tensor, dim: int) -> torch.Tensor:
     """m-tap mean filter along `dim` (-1 or -2) of img (B, C, H, W), zero padded, MATLAB 'same'
-    alignment (output i averages inputs i + floor(m/2) - m + 1 .. i + floor(m/2)); m: (B,)."""
-    x = img.transpose(dim, -1) if dim != -1 else img
-    n = x.shape[-1]
+    alignment (output i averages inputs i + floor(m/2) - m + 1 .. i + floor(m/2)); m: (B,).
+
+    Prefix sums along the axis, differenced at per-image offsets (one gather each end)."""
+    n = img.shape[dim]
     pad = MAX_BLUR + 1
-    csum = torch.nn.functional.pad(x, (pad, pad)).cumsum(-1)  # csum[j] = sum(padded[:j + 1])
+    padding = (pad, pad) if dim == -1 else (0, 0, pad, pad)
+    csum = torch.nn.functional.pad(img, padding).cumsum(dim)  # csum[j] = sum(padded[:j + 1])
     i = torch.arange(n, device=img.device)[None, :]
     hi = i + torch.div(m, 2, rounding_mode="floor")[:, None] + pad  # (B, n) last tap, padded
     lo = hi - m[:, None]  # index whose prefix sum is subtracted
-    shape = (x.shape[0], x.shape[1], x.shape[2], n)
-    upper = csum.gather(-1, hi[:, None, None, :].expand(shape))
-    lower = csum.gather(-1, lo[:, None, None, :].expand(shape))
-    out = (upper - lower) / m[:, None, None, None].to(img.dtype)
-    return out.transpose(dim, -1) if dim != -1 else out
+    view = (img.shape[0], 1, 1, n) if dim == -1 else (img.shape[0], 1, n, 1)
+    shape = list(img.shape)
+    upper = csum.gather(dim, hi.view(view).expand(shape))
+    lower = csum.gather(dim, lo.view(view).expand(shape))
+    return (upper - lower) / m.view(-1, 1, 1, 1).to(img.dtype)
+
+
+def _sorted_labels(rnd: ImageRandom, cum: torch.Tensor, res: int) -> torch.Tensor:
+    """The sorted vector of res^2 categorical draws (MATLAB mnrnd + sort): (B, res^2) labels.
+
+    Only the multinomial counts matter, so draws are 16-bit uniforms u_k = (k + 1/2) / 2^16:
+    their per-image histogram over the 2^16 values gives, by prefix sums, how many fall below
+    each cumulative proportion, i.e. the run ends of the sorted labels."""
+    B, dev, levels = rnd.batch, rnd.device, 1 << 16
+    u = uniform_fields(rnd, 16, res * res)  # (B, res^2)
+    k = (u * levels).long()  # exact 16-bit integers
+    offsets = torch.arange(B, device=dev)[:, None] * levels
+    hist = torch.bincount((k + offsets).reshape(-1), minlength=B * levels).view(B, levels)
+    below = torch.cat([torch.zeros_like(hist[:, :1]), hist.cumsum(1)], dim=1)  # (B, 2^16 + 1)
+    # u_k < c  <=>  k < c 2^16 - 1/2: count of draws below each cumulative proportion c
+    thresh = (cum.double() * levels - 0.5).ceil().clamp_(0, levels).long()
+    ends = below.gather(1, thresh)  # (B, 22) run ends
+    ends[:, -1] = res * res
+    # label at position p = number of run ends <= p (empty runs are skipped by this count)
+    marks = torch.zeros(B, res * res + 1, dtype=torch.int32, device=dev)
+    marks.scatter_add_(1, ends, torch.ones_like(ends, dtype=torch.int32))
+    return marks[:, : res * res].cumsum(1).long()  # (B, res^2)
 
 
 def sample_color_model(rnd: ImageRandom, res: int, bins: int) -> dict[str, torch.Tensor]:
@@ -143,34 +180,29 @@ def sample_color_model(rnd: ImageRandom, res: int, bins: int) -> dict[str, torch
     weights = weights * (torch.arange(MAX_COLORS, device=dev)[None] < n_colors)
     cum = torch.cumsum(weights, 1)
     cum = cum / cum[:, -1:]
-    # multinomial counts of res^2 categorical draws; the sorted index vector then is just runs
-    pick = torch.searchsorted(cum, rnd.uniform(res * res).contiguous()).clamp_(max=MAX_COLORS - 1)
-    offsets = torch.arange(B, device=dev)[:, None] * MAX_COLORS
-    counts = torch.bincount((pick + offsets).reshape(-1), minlength=B * MAX_COLORS)
-    ends = torch.cumsum(counts.view(B, MAX_COLORS), 1)  # (B, 22) run ends
-    pos = torch.arange(res * res, device=dev).expand(B, -1).contiguous()
-    label = torch.searchsorted(ends, pos, right=True).clamp_(max=MAX_COLORS - 1)  # (B, res^2)
-    # column-major layout: linear position p = col * res + row
-    label = label.view(B, res, res).transpose(1, 2)  # (B, H, W)
-    ref = 256.0 * colors.gather(1, label.reshape(B, -1, 1).expand(-1, -1, 3))  # (B, HW, 3)
-    ref = ref.transpose(1, 2).reshape(B, 3, res, res)
+    label = _sorted_labels(rnd, cum, res)  # (B, res^2)
+    # MATLAB lays the sorted vector out column-major (position p = col * res + row). We keep
+    # the row-major (transposed) image: the blur is the same m x m box along both axes and
+    # everything taken from the reference (PCA, histograms) ignores pixel positions.
+    ref = 256.0 * colors.transpose(1, 2).gather(2, label[:, None].expand(-1, 3, -1))  # (B, 3, HW)
+    ref = ref.view(B, 3, res, res)
     m = (MAX_BLUR * rnd.uniform(1)).ceil().long().clamp_(1, MAX_BLUR)[:, 0]  # (B,)
     ref = _box_blur_same(_box_blur_same(ref, m, -1), m, -2)
-    ref = ref + 10.0 * rnd.uniform(3, res, res)
+    ref = ref + 10.0 * uniform_fields(rnd, 8, 3, res, res)
     ref = ref - ref.amin(dim=(1, 2, 3), keepdim=True)
     ref = ref * (256.0 / ref.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12))
-    pixels = ref.reshape(B, 3, -1).double()
+    pixels = ref.view(B, 3, -1)
     mean = pixels.mean(-1)  # (B, 3)
     centred = pixels - mean[..., None]
-    scatter = centred @ centred.transpose(1, 2)  # (B, 3, 3)
+    scatter = torch.einsum("bin,bjn->bij", centred, centred).double()  # (B, 3, 3)
     _, vecs = torch.linalg.eigh(scatter)  # ascending eigenvalues
     basis = vecs.flip(-1)  # decreasing variance
     # fix each direction's sign (largest component positive) so every device agrees
     big = basis.abs().argmax(1, keepdim=True)  # (B, 1, 3)
-    basis = basis * torch.sign(basis.gather(1, big))
-    decorrelated = (basis.transpose(1, 2) @ centred).float()  # (B, 3, HW)
+    basis = (basis * torch.sign(basis.gather(1, big))).float()
+    decorrelated = torch.einsum("bji,bjn->bin", basis, centred)  # (B, 3, HW)
     hist = equal_bin_histogram(decorrelated.reshape(B * 3, -1), bins)
-    return {"basis": basis.float(), "mean": mean.float(), "hist": hist}
+    return {"basis": basis, "mean": mean, "hist": hist}
 
 
 # ----------------------------------------------------------------------------- spectrum model
@@ -321,7 +353,7 @@ class StatisticalModel(Generator):
         res = self.config.resolution
         params = self.sample_parameters(indices, seed)
         start = ImageRandom(seed, indices, "statistical/init")
-        x = 256.0 * start.uniform(3, res, res)  # (B, 3, H, W), decorrelated colour basis
+        x = 256.0 * uniform_fields(start, 16, 3, res, res)  # (B, 3, H, W), decorrelated basis
         return self.render_from(x, params)
 
     def render_from(self, x: torch.Tensor, params: dict) -> torch.Tensor:
@@ -336,7 +368,10 @@ class StatisticalModel(Generator):
         if cfg.impose_color:
             color_hist = params["color"]["hist"]
             color_table = color_hist.cdf_table()
-        for _ in range(cfg.iterations):
+        # The spectrum imposition alone is a projection (phase kept, magnitude set, affine
+        # restore): repeating it changes nothing, so without WMM or colour it runs once.
+        rounds = cfg.iterations if (cfg.impose_wmm or cfg.impose_color) else 1
+        for _ in range(rounds):
             if cfg.impose_spectrum:
                 x = impose_spectrum(x, magnitude)
             if cfg.impose_wmm:
