@@ -197,7 +197,11 @@ def _row_spans(g: dict[str, torch.Tensor], leaf: torch.Tensor, y: torch.Tensor,
     half_w = torch.where(mode == 1, circle_hw, size)
     xl = cx - half_w
     xr = cx + half_w
-    poly_rows = torch.nonzero(mode == 2).squeeze(1)
+    is_poly = mode == 2
+    if bool(is_poly.all()):  # oriented squares only: no subset to gather
+        xl, xr = _polygon_row_spans(g, leaf, y, res)
+        return xl.clamp(min=0).long(), xr.clamp(max=res - 1).long()
+    poly_rows = torch.nonzero(is_poly).squeeze(1)
     if poly_rows.numel():
         lo, hi = _polygon_row_spans(g, leaf[poly_rows], y[poly_rows], res)
         xl[poly_rows] = lo
@@ -229,25 +233,43 @@ def _polygon_row_spans(g: dict[str, torch.Tensor], leaf: torch.Tensor, y: torch.
     return torch.ceil(lower.clamp(-1.0, res + 1.0)), torch.floor(upper.clamp(-2.0, res + 1.0))
 
 
+def _spans_to_pairs(start: torch.Tensor, pos: torch.Tensor, total: int,
+                    dtype: torch.dtype) -> torch.Tensor:
+    """Expand spans to pairs: pair k of span r (which starts at pair `pos[r]`) gets
+    start[r] + (k - pos[r]) if dtype is int64 (pixels), or start[r] if dtype is int32 (values).
+
+    Built as a delta array and one cumsum (a few passes over the pairs, no index tensor of the
+    pairs' size): ones (or zeros) everywhere, plus at each span start the jump from the previous
+    span; empty spans share the next span's position and their jumps telescope.
+    """
+    step = 1 if dtype == torch.int64 else 0
+    c = start - pos * step  # (R,) the value at pair k of span r is c[r] + step * k
+    jump = torch.diff(c, prepend=c.new_full((1,), step))
+    delta = torch.full((total + 1,), step, dtype=dtype, device=start.device)
+    delta.scatter_add_(0, pos, jump.to(dtype))
+    return delta[:total].cumsum_(0)
+
+
 @dataclass
 class LeafPixels:
     """The (pixel, leaf) pairs of a chunk of leaves of B images, kept by row spans.
 
     `pixel` is the flat index b * res * res + y * res + x (int64) of every covered pixel of every
-    leaf, in leaf order; row span k belongs to flat leaf `row_leaf[k]` (b * L + j) and covers
-    `width[k]` consecutive pairs.
+    leaf, in leaf order; row span k belongs to flat leaf `row_leaf[k]` (b * L + j), starts at pair
+    `pos[k]` and covers `width[k]` consecutive pairs.
     """
 
     pixel: torch.Tensor  # (P,) int64
     row_leaf: torch.Tensor  # (R,) int64
     width: torch.Tensor  # (R,) int64
+    pos: torch.Tensor  # (R,) int64
     total: int  # P
     leaves: int  # B * L
 
     def expand(self, leaf_value: torch.Tensor) -> torch.Tensor:
-        """A per-leaf value (B, L) repeated onto every pair of the leaf: (P,)."""
-        return torch.repeat_interleave(leaf_value.reshape(-1)[self.row_leaf], self.width,
-                                       output_size=self.total)
+        """A per-leaf int32 value (B, L) repeated onto every pair of the leaf: (P,) int32."""
+        row_value = leaf_value.reshape(-1).index_select(0, self.row_leaf)
+        return _spans_to_pairs(row_value, self.pos, self.total, torch.int32)
 
 
 def leaf_pixel_pairs(params: dict[str, torch.Tensor], res: int) -> LeafPixels:
@@ -257,19 +279,17 @@ def leaf_pixel_pairs(params: dict[str, torch.Tensor], res: int) -> LeafPixels:
     dev = params["kind"].device
     top, bottom = _row_extent(g, res)
     nrows = (bottom - top + 1).clamp_(min=0).reshape(-1)  # (B*L,)
-    leaf = torch.repeat_interleave(torch.arange(B * L, device=dev), nrows)  # (R,) flat leaf ids
-    row_start = torch.cumsum(nrows, 0) - nrows
-    y = top.reshape(-1)[leaf] + torch.arange(leaf.numel(), device=dev) - row_start[leaf]
+    n_rows = int(nrows.sum())
+    leaf = torch.repeat_interleave(torch.arange(B * L, device=dev), nrows,
+                                   output_size=n_rows)  # (R,) flat leaf ids
+    y = _spans_to_pairs(top.reshape(-1), torch.cumsum(nrows, 0) - nrows, n_rows, torch.int64)
     xl, xr = _row_spans(g, leaf, y, res)
     width = (xr - xl + 1).clamp_(min=0)  # (R,)
-    pix_start = torch.cumsum(width, 0) - width
+    pos = torch.cumsum(width, 0) - width
     img = torch.div(leaf, L, rounding_mode="floor")
-    # flat pixel of the span's first pixel minus its offset in the pair list: + arange gives pixels
-    base = img * (res * res) + y * res + xl - pix_start
-    total = int(width.sum())
-    pixel = torch.repeat_interleave(base, width, output_size=total)
-    pixel += torch.arange(total, device=dev)
-    return LeafPixels(pixel, leaf, width, total, B * L)
+    total = int(pos[-1] + width[-1]) if n_rows else 0
+    pixel = _spans_to_pairs(img * (res * res) + y * res + xl, pos, total, torch.int64)
+    return LeafPixels(pixel, leaf, width, pos, total, B * L)
 
 
 LeafSource = Callable[[torch.Tensor, int, int], dict[str, torch.Tensor]]
