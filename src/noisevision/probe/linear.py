@@ -180,7 +180,7 @@ def _probe_augmented(model: nn.Module, task: EvalTask, config: LinearProbeConfig
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total, n = total + float(loss) * y.numel(), n + y.numel()
+                total, n = total + float(loss.detach()) * y.numel(), n + y.numel()
             sched.step()
             log.append({"epoch": epoch + 1, "train_loss": total / max(1, n)})
     xv, yv = extract_features(model, task.val, transform=tfm.val(), device=device,

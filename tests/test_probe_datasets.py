@@ -1,0 +1,155 @@
+"""Evaluation data: ImageFolder trees and suites, Fashion-MNIST, the photo-crop task, bad input."""
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from noisevision.errors import UsageError
+from noisevision.probe.baselines import MeanColour
+from noisevision.probe.datasets import (
+    FASHION_MNIST_DIR,
+    _crops,
+    available_photos,
+    load_fashion_mnist,
+    load_image_folder,
+    load_photo_crops,
+    load_suite,
+    load_tasks,
+)
+from noisevision.probe.features import extract_features
+
+
+def make_folder(root, classes=("cat", "dog"), n=(3, 2), size=20, colour=True):
+    for split, count in zip(("train", "val"), n, strict=True):
+        for ci, c in enumerate(classes):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(count):
+                value = (60 + 120 * ci, 100, 30 + i) if colour else (0, 0, 0)
+                Image.new("RGB", (size, size + i), value).save(d / f"{i}.png")
+    return root
+
+
+def test_image_folder_lists_classes_and_labels(tmp_path):
+    task = load_image_folder(make_folder(tmp_path / "t", ("a", "b", "c"), (4, 2)))
+    assert task.classes == ("a", "b", "c")
+    assert len(task.train) == 12 and len(task.val) == 6
+    img, label = task.train[5]
+    assert img.dtype == torch.uint8 and img.shape[0] == 3 and label == 1
+    x, y = extract_features(MeanColour(), task.val)
+    assert x.shape == (6, 3) and y.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_suite_caps_each_task(tmp_path):
+    make_folder(tmp_path / "s" / "task1", n=(6, 4))
+    make_folder(tmp_path / "s" / "task2", n=(2, 2))
+    (tmp_path / "s" / "notes").mkdir()
+    tasks = load_suite(tmp_path / "s", max_per_split=5, seed=0)
+    assert [t.name for t in tasks] == ["task1", "task2"]
+    assert (len(tasks[0].train), len(tasks[0].val)) == (5, 5)
+    assert (len(tasks[1].train), len(tasks[1].val)) == (4, 4)
+    again = load_suite(tmp_path / "s", max_per_split=5, seed=0)
+    assert again[0].train.paths == tasks[0].train.paths  # the cap's draw is seeded
+    assert [t.name for t in load_tasks(tmp_path / "s")] == ["task1", "task2"]
+
+
+def test_bad_folders_raise_one_line(tmp_path):
+    root = make_folder(tmp_path / "diff")
+    (root / "val" / "dog").rename(root / "val" / "wolf")
+    with pytest.raises(UsageError, match="different classes") as e:
+        load_image_folder(root)
+    assert "\n" not in str(e.value) and "wolf" in str(e.value)
+    root = make_folder(tmp_path / "empty")
+    for f in (root / "train" / "cat").iterdir():
+        f.unlink()
+    with pytest.raises(UsageError, match="holds no images"):
+        load_image_folder(root)
+    with pytest.raises(UsageError, match="no train/ and val/"):
+        load_image_folder(tmp_path)
+    with pytest.raises(UsageError, match="unknown data"):
+        load_tasks(tmp_path / "missing")
+
+
+def test_unreadable_and_truncated_images_raise_usage_error(tmp_path):
+    root = make_folder(tmp_path / "bad")
+    (root / "train" / "cat" / "junk.jpg").write_bytes(b"not an image at all")
+    task = load_image_folder(root)
+    with pytest.raises(UsageError, match="cannot read image .*junk.jpg") as e:
+        extract_features(MeanColour(), task.train)
+    assert "\n" not in str(e.value)
+    root = make_folder(tmp_path / "trunc")
+    good = root / "val" / "dog" / "0.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(good)
+    good.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(UsageError, match="cannot read image .*0.png"):
+        extract_features(MeanColour(), load_image_folder(root).val, num_workers=1)
+
+
+def write_idx(path, array):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big")
+                                                    for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_idx_parsing_and_balanced_subset(tmp_path):
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 50), ("t10k", 20)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 255, (n, 28, 28)))
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    task = load_fashion_mnist(n_train=20, root=tmp_path)
+    assert len(task.train) == 20 and len(task.val) == 20 and task.num_classes == 10
+    assert torch.bincount(task.train.labels).tolist() == [2] * 10
+    img, _ = task.train[0]
+    assert img.shape == (3, 28, 28) and torch.equal(img[0], img[2])
+
+
+def test_missing_fashion_mnist_says_which_package(tmp_path):
+    with pytest.raises(UsageError, match=r"apt-get install -y dataset-fashion-mnist") as e:
+        load_fashion_mnist(root=tmp_path)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.skipif(not (FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").exists(),
+                    reason="dataset-fashion-mnist not installed")
+def test_packaged_fashion_mnist():
+    task = load_tasks("fashion-mnist", fashion_n_train=100, fashion_n_val=50)[0]
+    assert (len(task.train), len(task.val)) == (100, 50)
+    assert torch.bincount(task.val.labels).tolist() == [5] * 10
+
+
+def test_photo_crops_come_from_disjoint_regions():
+    h, w = 120, 300
+    photo = np.zeros((h, w, 3), np.uint8)
+    photo[..., 0] = (np.arange(w) * 255 // (w - 1))[None, :]  # red channel encodes x
+    rng = np.random.default_rng(0)
+    train = _crops(photo, 40, 0.0, 0.60, 16, rng)[..., 0]
+    val = _crops(photo, 40, 0.65, 1.0, 16, rng)[..., 0]
+    # bicubic resampling overshoots a little: allow 3 levels of ringing
+    assert train.max() <= 0.60 * 255 + 3 and val.min() >= 0.65 * 255 - 3
+    portrait = _crops(photo.transpose(1, 0, 2), 5, 0.65, 1.0, 16, rng)[..., 0]
+    assert portrait.min() >= 0.65 * 255 - 3  # long axis is used whatever the orientation
+
+
+def test_photo_task_from_any_photos_and_missing_packages(tmp_path):
+    files = []
+    for i, colour in enumerate(((200, 30, 30), (30, 200, 30), (30, 30, 200))):
+        f = tmp_path / f"p{i}.jpg"
+        Image.new("RGB", (400, 250), colour).save(f)
+        files.append(str(f))
+    task = load_photo_crops(4, 2, size=32, files=tuple(files), short_side=100)
+    assert task.classes == ("p0", "p1", "p2")
+    assert task.train.images.shape == (12, 3, 32, 32) and len(task.val) == 6
+    with pytest.raises(UsageError, match="apt-get install -y .*mate-backgrounds"):
+        load_photo_crops(files=(str(tmp_path / "none.jpg"),))
+
+
+@pytest.mark.skipif(len(available_photos()) < 2, reason="photo packages not installed")
+def test_packaged_photo_task_is_deterministic():
+    files = tuple(str(p) for p in available_photos()[:3])
+    a = load_photo_crops(2, 1, seed=3, files=files)
+    b = load_photo_crops(2, 1, seed=3, files=files)
+    assert a.num_classes == len(files) and torch.equal(a.val.images, b.val.images)

@@ -1,0 +1,67 @@
+"""Encoders to probe: run folders, the paper's released layouts, wrong architectures."""
+
+import pytest
+import torch
+
+from noisevision.errors import UsageError
+from noisevision.probe.baselines import random_init_encoder
+from noisevision.probe.load import load_probe_encoder
+from noisevision.ssl.encoders import build_encoder, save_encoder
+
+SMALL = {"width": 0.125, "input_size": 32}
+
+
+def same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_run_folder_and_encoder_file(tmp_path):
+    model = random_init_encoder("small_alexnet", SMALL, seed=3)
+    save_encoder(tmp_path / "run" / "encoder.pt", model, "small_alexnet", {"data": "x"})
+    for spec in (tmp_path / "run", tmp_path / "run" / "encoder.pt"):
+        loaded, meta = load_probe_encoder(spec, arch="small_alexnet")
+        assert same_weights(loaded, model) and meta["data"] == "x"
+        assert meta["arch_kwargs"]["input_size"] == 32 and not loaded.training
+    with pytest.raises(UsageError, match="holds a small_alexnet encoder, not resnet50"):
+        load_probe_encoder(tmp_path / "run", arch="resnet50")
+
+
+def test_released_small_alexnet_layout_from_data_parallel(tmp_path):
+    model = random_init_encoder("small_alexnet", {"width": 0.25}, seed=1)
+    released = {f"module.{k}": v for k, v in model.state_dict().items()}
+    torch.save(released, tmp_path / "encoder.pth")
+    loaded, meta = load_probe_encoder(tmp_path / "encoder.pth")
+    assert meta["arch"] == "small_alexnet" and meta["arch_kwargs"]["width"] == 0.25
+    assert meta["arch_kwargs"]["input_size"] == 64
+    assert same_weights(loaded, model)
+
+
+def test_moco_checkpoint_layout_for_resnet50(tmp_path):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        r50 = build_encoder("resnet50")
+    state = {f"module.encoder_q.{k}": v for k, v in r50.state_dict().items()}
+    state["module.encoder_q.fc.0.weight"] = torch.zeros(2048, 2048)   # MoCo v2 MLP head
+    state["module.encoder_k.conv1.weight"] = torch.zeros(64, 3, 7, 7)  # key encoder
+    state["module.queue"] = torch.zeros(128, 16)
+    torch.save({"epoch": 200, "arch": "resnet50", "state_dict": state}, tmp_path / "ckpt.pth.tar")
+    loaded, meta = load_probe_encoder(tmp_path / "ckpt.pth.tar", arch="resnet50")
+    assert meta["arch"] == "resnet50" and same_weights(loaded, r50)
+
+
+def test_wrong_or_broken_checkpoints_raise_one_line(tmp_path):
+    torch.save({"conv.weight": torch.zeros(3, 3), "lin.weight": torch.zeros(2)}, tmp_path / "a.pt")
+    with pytest.raises(UsageError, match="unknown architecture"):
+        load_probe_encoder(tmp_path / "a.pt")
+    (tmp_path / "b.pth").write_bytes(b"garbage")
+    with pytest.raises(UsageError, match="cannot read encoder file"):
+        load_probe_encoder(tmp_path / "b.pth")
+    model = random_init_encoder("small_alexnet", SMALL)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("blocks.6")}
+    torch.save(state, tmp_path / "partial.pth")
+    with pytest.raises(UsageError, match="does not match a small_alexnet") as e:
+        load_probe_encoder(tmp_path / "partial.pth")
+    assert "\n" not in str(e.value)
+    with pytest.raises(UsageError, match="does not exist"):
+        load_probe_encoder(tmp_path / "nothing")
