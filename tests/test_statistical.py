@@ -182,3 +182,30 @@ def test_pyramid_scales_follow_the_matlab_rule():
     assert StatisticalConfig(resolution=256).pyramid_scales == 4
     assert StatisticalConfig(resolution=32).pyramid_scales == 1
     assert StatisticalConfig(resolution=96, wmm_scales=2).pyramid_scales == 2
+
+
+def test_textured_dead_leaves_fill_each_leaf_with_a_pool_texture():
+    """Every covered pixel shows its leaf's texture (8-bit) at the same position; leaves draw
+    different textures; the pool is a pure function of (seed, texture index)."""
+    from noisevision.generators.statistical import StatisticalConfig, StatisticalModel
+    from noisevision.generators.textured import TEXTURE_STREAM
+
+    gen = create_generator("dead_leaves_textured", resolution=32, texture_pool=8)
+    idx = torch.arange(3)
+    x = gen.generate(idx, seed=SEED)
+    ids, _ = gen.leaves.leaf_ids(idx, SEED)
+    textures = StatisticalModel(StatisticalConfig(resolution=32, impose_wmm=True,
+                                                  impose_color=True))
+    pool = textures.render_stream(torch.arange(8), SEED, TEXTURE_STREAM)
+    pool = (pool * 255).round() / 255  # stored as 8-bit
+    choice = ImageRandom(SEED, idx, "dead_leaves_textured/choice").integers(
+        0, 8, gen.config.max_leaves)
+    used = set()
+    for b in range(3):
+        leaf = ids[b].long()
+        assert bool((leaf >= 0).all())  # covered at 32 px
+        tex = choice[b][leaf]  # (H, W)
+        want = pool[tex, :, torch.arange(32)[:, None], torch.arange(32)[None, :]]  # (H, W, 3)
+        assert torch.allclose(x[b].permute(1, 2, 0), want, atol=1e-6)
+        used |= set(tex.unique().tolist())
+    assert len(used) >= 4  # leaves pick among the pool, not one texture

@@ -4,6 +4,7 @@ from noisevision.generators import (
     dead_leaves,  # noqa: F401  (registers dead_leaves_*)
     statistical,  # noqa: F401  (registers stat_*)
     stylegan,  # noqa: F401  (registers stylegan_*)
+    textured,  # noqa: F401  (registers dead_leaves_textured)
 )
 from noisevision.generators.base import (
     GENERATORS,

@@ -337,10 +337,11 @@ class StatisticalModel(Generator):
             self._pyramids[key] = SteerablePyramid(cfg.resolution, cfg.pyramid_scales, device)
         return self._pyramids[key]
 
-    def sample_parameters(self, indices: torch.Tensor, seed: int) -> dict:
+    def sample_parameters(self, indices: torch.Tensor, seed: int,
+                          stream: str = "statistical") -> dict:
         """The per-image model: colour model, spectrum exponents, WMM shapes (small tensors)."""
         cfg, res = self.config, self.config.resolution
-        rnd = ImageRandom(seed, indices, "statistical")
+        rnd = ImageRandom(seed, indices, stream)
         params: dict = {"exponents": sample_spectrum_exponents(rnd.child("spectrum"), cfg)}
         n_bands = 1 + N_ORIENTATIONS * cfg.pyramid_scales
         params["betas"] = rnd.child("wmm").uniform(3, n_bands, low=cfg.wmm_beta_low,
@@ -350,9 +351,14 @@ class StatisticalModel(Generator):
         return params
 
     def render(self, indices: torch.Tensor, seed: int) -> torch.Tensor:
+        return self.render_stream(indices, seed, "statistical")
+
+    def render_stream(self, indices: torch.Tensor, seed: int, stream: str) -> torch.Tensor:
+        """`render` with the random draws taken from the named stream (other users of the model,
+        such as the textured dead leaves, get textures independent of the stat_* images)."""
         res = self.config.resolution
-        params = self.sample_parameters(indices, seed)
-        start = ImageRandom(seed, indices, "statistical/init")
+        params = self.sample_parameters(indices, seed, stream)
+        start = ImageRandom(seed, indices, f"{stream}/init")
         x = 256.0 * uniform_fields(start, 16, 3, res, res)  # (B, 3, H, W), decorrelated basis
         return self.render_from(x, params)
 
