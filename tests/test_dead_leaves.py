@@ -317,3 +317,6 @@ def test_unknown_option_and_list_shapes():
         create_generator("dead_leaves_squares", radius=3)
     cfg = DeadLeavesConfig(shapes=["circle", "triangle"])  # lists become tuples (JSON round trip)
     assert cfg.shapes == ("circle", "triangle")
+    assert DeadLeavesConfig(shapes="circle, triangle").shapes == ("circle", "triangle")
+    with pytest.raises(ConfigError):
+        DeadLeavesConfig(shapes=3)

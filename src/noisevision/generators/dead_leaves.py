@@ -57,8 +57,10 @@ class DeadLeavesConfig:
 
     def __post_init__(self) -> None:
         check_resolution(self.resolution)
-        if isinstance(self.shapes, str):
-            object.__setattr__(self, "shapes", (self.shapes,))
+        if isinstance(self.shapes, str):  # "circle,triangle" from a command line
+            object.__setattr__(self, "shapes", tuple(self.shapes.replace(" ", "").split(",")))
+        check(isinstance(self.shapes, (tuple, list)),
+              f"shapes must be a list of {', '.join(SHAPE_KINDS)}, got {self.shapes!r}")
         object.__setattr__(self, "shapes", tuple(self.shapes))
         check(len(self.shapes) > 0 and all(s in SHAPE_KINDS for s in self.shapes),
               f"shapes must be a non-empty list of {', '.join(SHAPE_KINDS)}, got {self.shapes!r}")
