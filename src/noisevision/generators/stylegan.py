@@ -242,9 +242,12 @@ class StyleGAN(Generator):
         rnd = ImageRandom(seed, indices, "stylegan/image")
         w = F.leaky_relu(normal16(rnd.child("w"), self.num_ws, cfg.w_dim), 0.2)
         groups = indices // cfg.images_per_network
-        shared = None
+        pyramid: dict[int, torch.Tensor] = {}  # the shared map, 2x area-downsampled per level
         if cfg.noise_maps == "shared":
-            shared = self._pink(rnd.child("noise"), cfg.shared_noise_size)[:, None]
+            level = self._pink(rnd.child("noise"), cfg.shared_noise_size)[:, None]
+            while level.shape[-1] >= 4:
+                pyramid[level.shape[-1]] = level
+                level = F.avg_pool2d(level, 2)
         params = []
         for li, layer in enumerate(self.layers):
             p = LayerParams(s=self._styles(w, nets, group_of, li, layer))
@@ -265,7 +268,7 @@ class StyleGAN(Generator):
                     idx = lr.integers(0, cfg.noise_dictionary_size, 1)[:, 0]
                     nmap = self._dictionary_noise(seed, groups, li, layer.res, idx)
                 else:  # one map shared by all scales, area-downsampled
-                    nmap = F.adaptive_avg_pool2d(shared, layer.res)
+                    nmap = pyramid[layer.res]
                 p.noise = strength * nmap
             params.append(p)
         return params

@@ -87,12 +87,15 @@ class LayerParams:
 
 
 def _finish(y: torch.Tensor, p: LayerParams) -> torch.Tensor:
-    """Noise, bias, ReLU with gain sqrt(2) (StyleGAN2 order: conv, + noise, + bias, act)."""
+    """Noise, bias, ReLU with gain sqrt(2) (StyleGAN2 order: conv, + noise, + bias, act).
+
+    In place on the fresh convolution output `y` (full-size passes dominate the fast paths).
+    """
     if p.noise is not None:
-        y = y + p.noise.to(y.dtype)
+        y.add_(p.noise.to(y.dtype))
     if p.bias is not None:
-        y = y + p.bias[:, :, None, None].to(y.dtype)
-    return torch.relu(y) * ACT_GAIN
+        y.add_(p.bias[:, :, None, None].to(y.dtype))
+    return y.relu_().mul_(ACT_GAIN)
 
 
 def conv_reference(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
@@ -136,7 +139,16 @@ def conv_tied_wavelets(x: torch.Tensor, layer: Layer, p: LayerParams,
         z = F.conv2d(m, bank[None].to(m.dtype), padding=1)  # (B, 1, H, W)
     energy = (p.s.square() * bank.square().sum(dim=(1, 2))[p.k]).sum(1, keepdim=True)  # (B, 1)
     c = p.a * torch.rsqrt(p.a.square() * energy + DEMOD_EPS)  # (B, C_out)
-    return _finish(c[:, :, None, None].to(z.dtype) * z, p)
+    # relu(c z + noise + b) * g == relu(g c z + g noise + g b) for g > 0: scale the small
+    # tensors, then build the (B, C_out, H, W) output in one pass and finish it in place
+    cg = (c * ACT_GAIN)[:, :, None, None].to(z.dtype)
+    if p.noise is not None:
+        y = torch.addcmul(p.noise.to(z.dtype) * ACT_GAIN, cg, z)
+    else:
+        y = cg * z
+    if p.bias is not None:
+        y.add_((p.bias * ACT_GAIN)[:, :, None, None].to(z.dtype))
+    return y.relu_()
 
 
 def to_rgb(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
