@@ -265,6 +265,28 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- probe / demo (arguments and handlers: noisevision.probe.commands) ----------------------
+
+def _add_probe(p: argparse.ArgumentParser) -> None:
+    from noisevision.probe.commands import add_probe_arguments
+    add_probe_arguments(p)
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from noisevision.probe.commands import run_probe
+    return run_probe(args)
+
+
+def _add_demo(p: argparse.ArgumentParser) -> None:
+    from noisevision.probe.commands import add_demo_arguments
+    add_demo_arguments(p)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from noisevision.probe.commands import run_demo
+    return run_demo(args)
+
+
 COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler]] = [
     ("list", "list generators with a one-line description", _add_list, _cmd_list),
     ("preview", "render a labelled contact sheet of a generator", _add_preview, _cmd_preview),
@@ -272,6 +294,10 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handle
     ("verify", "regenerate sampled images of a dataset and compare", _add_verify, _cmd_verify),
     ("pretrain", "contrastive pretraining on generators or image folders (resumable)",
      _add_pretrain, _cmd_pretrain),
+    ("probe", "linear probe / kNN of frozen encoders on real images (ImageFolder, suites, "
+     "fashion-mnist, photo-crops)", _add_probe, _cmd_probe),
+    ("demo", "the main job: samples, tiny pretraining on noise, probes vs baselines, report",
+     _add_demo, _cmd_demo),
 ]
 
 
