@@ -18,6 +18,13 @@ on its batch and the set is a little more diverse. Where paper and code differ (
 code is the default and the paper an option: noise_alpha=(0.5, 2.0), noise_envelope="bicubic",
 filter_choice="pair" (High-freq per-filter wavelets), amplitude="pair" (a_{k,l} of Oriented).
 Those two "pair" options have no fast path and use the dense reference path.
+
+Determinism: on CPU an image is bit-identical in any batch (tested; matmuls whose kernels change
+with the row count are written as multiply-and-sum, and a batch of one is rendered as two). On
+CUDA, cuBLAS/cuDNN may pick other kernels per batch size, so images agree to float rounding only.
+Bulk draws (network weights, latents, noise phases, filter choices) take two 16-bit uniforms per
+hashed word (`uniform16`) and normals by inverse CDF (`normal16`, |z| <= 4.3) to keep the
+counter-based generator cheap.
 """
 
 from __future__ import annotations
@@ -159,7 +166,9 @@ class StyleGAN(Generator):
         r = self.config.resolution
         if device.type == "cuda":
             return 256 if r <= 256 else 64
-        return {64: 32, 128: 16, 256: 8, 512: 2}[r]
+        # dense convolutions (Random) need large im2col buffers on CPU: 6 GiB at 128 px, batch 16
+        scale = 2 if self.config.conv_weights == "gaussian" else 1
+        return max(1, {64: 32, 128: 16, 256: 8, 512: 2}[r] // scale)
 
     # ---- network weights: one set per (seed, group) ----------------------------------------
     def _network(self, seed: int, group: int, device: torch.device) -> dict[str, torch.Tensor]:
