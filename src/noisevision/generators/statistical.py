@@ -317,6 +317,21 @@ def impose_wmm(x: torch.Tensor, pyramid: SteerablePyramid, targets: dict) -> tor
 
 # ----------------------------------------------------------------------------- the generator
 
+CPU_SUBBATCH = 2  # images per render_from call on CPU (speed only, never changes an image)
+
+
+def _slice_params(params: dict, start: int, stop: int) -> dict:
+    """The parameters of images [start, stop) of a batch."""
+    out = {"exponents": params["exponents"][start:stop], "betas": params["betas"][start:stop]}
+    if "color" in params:
+        color, hist = params["color"], params["color"]["hist"]
+        rows = slice(3 * start, 3 * stop)  # histogram rows are ordered (image, channel)
+        out["color"] = {"basis": color["basis"][start:stop], "mean": color["mean"][start:stop],
+                        "hist": TargetHistogram(hist.counts[rows], hist.lo[rows],
+                                                hist.step[rows])}
+    return out
+
+
 class StatisticalModel(Generator):
     """Spectrum / wavelet-marginal / colour-histogram images (paper 3.3, reference 4.1)."""
 
@@ -360,7 +375,14 @@ class StatisticalModel(Generator):
         params = self.sample_parameters(indices, seed, stream)
         start = ImageRandom(seed, indices, f"{stream}/init")
         x = 256.0 * uniform_fields(start, 16, 3, res, res)  # (B, 3, H, W), decorrelated basis
-        return self.render_from(x, params)
+        B = x.shape[0]
+        step = CPU_SUBBATCH if x.device.type == "cpu" else B
+        if step >= B:
+            return self.render_from(x, params)
+        # CPU: a few images at a time keep the pyramid's working set in cache (about 1.2x faster
+        # than whole batches); every image is computed on its own either way
+        return torch.cat([self.render_from(x[i:i + step], _slice_params(params, i, i + step))
+                          for i in range(0, B, step)])
 
     def render_from(self, x: torch.Tensor, params: dict) -> torch.Tensor:
         """The deterministic part: iterate the impositions on start images x (B, 3, H, W)."""

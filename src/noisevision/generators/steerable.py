@@ -44,6 +44,24 @@ def max_scales(size: int) -> int:
     return n
 
 
+CPU_CHUNK = 2**17  # elements per FFT call on CPU: keeps each call's data in cache (a batch of
+#                   sixteen 128 px images at once runs the inverse FFT about 3x slower per image)
+
+
+def irfft2_chunked(spec: torch.Tensor, n: int) -> torch.Tensor:
+    """Orthonormal irfft2 of (..., n, n//2+1) spectra to (..., n, n) images; on CPU split over the
+    leading dimensions into cache-sized calls (the same numbers, computed faster)."""
+    if spec.device.type != "cpu" or spec.numel() <= CPU_CHUNK:
+        return torch.fft.irfft2(spec, s=(n, n), norm="ortho")
+    lead = spec.shape[:-2]
+    flat = spec.reshape(-1, *spec.shape[-2:])
+    out = torch.empty(flat.shape[0], n, n, dtype=spec.real.dtype)
+    step = max(1, CPU_CHUNK // (spec.shape[-2] * spec.shape[-1]))
+    for i in range(0, flat.shape[0], step):
+        torch.fft.irfft2(flat[i:i + step], s=(n, n), norm="ortho", out=out[i:i + step])
+    return out.view(*lead, n, n)
+
+
 def _polar_grid(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """log2 radius (Nyquist on an axis = 0) and angle on the rfft2 grid of an n x n image."""
     fy = torch.fft.fftfreq(n, device=device, dtype=torch.float64) * 2.0  # Nyquist -> -1
@@ -119,13 +137,13 @@ class SteerablePyramid:
     def decompose_spectrum(self, spec: torch.Tensor) -> dict:
         """Decompose from an orthonormal rfft2 spectrum (..., n, n//2+1) of the image."""
         n = self.size
-        highpass = torch.fft.irfft2(spec * self.hi0, s=(n, n), norm="ortho")
+        highpass = irfft2_chunked(spec * self.hi0, n)
         low = spec * self.lo0
         bands = []
         for k in range(self.n_scales):
             nk = n >> k
             band_spec = low.unsqueeze(-3) * self.band_filters[k]  # (..., 4, nk, nk//2+1)
-            bands.append(torch.fft.irfft2(band_spec, s=(nk, nk), norm="ortho"))
+            bands.append(irfft2_chunked(band_spec, nk))
             low = self._crop(low * self.lo_masks[k])
         nl = n >> self.n_scales
         lowpass = torch.fft.irfft2(low, s=(nl, nl), norm="ortho")
