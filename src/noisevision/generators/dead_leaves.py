@@ -116,23 +116,33 @@ def sample_leaf_block(config: DeadLeavesConfig, indices: torch.Tensor, seed: int
     rng = ImageRandom(seed, indices, f"dead_leaves/leaves/{block}")
     n, res, shapes = LEAF_BLOCK, config.resolution, config.shapes
     B, dev = indices.numel(), indices.device
-    # always drawn, in this order: the same seed gives the same sizes, centres and colours in
-    # every variant (a controlled comparison of shape kinds)
-    u_radius = rng.uniform(n)
-    centre = (rng.uniform(n, 2) * res).floor().to(torch.int64)  # int(U(0, res)) as the reference
-    colour = (rng.uniform(n, 3) * 255).floor() / 255.0  # int(U * 255): 0..254, as the reference
-    # drawn only when the config uses them (a fixed count per config, so still batch-invariant)
+    # One draw of K uniforms per leaf (fewer, larger tensor ops). The first six columns are in
+    # every variant: the same seed gives the same sizes, centres and colours whatever the shapes.
+    # The others are drawn only when the config uses them (a fixed count per config).
+    has = {k: k in shapes for k in SHAPE_KINDS}
+    n_angles = 4 if has["triangle"] or has["quadrilateral"] else 0
+    extra = [len(shapes) > 1, has["oriented_square"], has["rectangle"]]
+    u = rng.uniform(n, 6 + sum(extra) + n_angles)  # (B, n, K)
+    u_radius = u[..., 0]
+    # int(U(0, res)) and int(U * 255) (levels 0..254) as the reference; the clamps catch float32
+    # rounding of the largest uniforms up to res or 255
+    centre = (u[..., 1:3] * res).floor().clamp_(max=res - 1).to(torch.int64)
+    colour = (u[..., 3:6] * 255).floor().clamp_(max=254) / 255.0
+    col = 6
     kind_ids = torch.tensor([SHAPE_KINDS.index(k) for k in shapes], device=dev)
-    if len(shapes) > 1:
-        kind = kind_ids[rng.integers(0, len(shapes), n)]  # uniform among the configured kinds
+    if extra[0]:  # each leaf's kind uniform among the configured kinds
+        pick = (u[..., col] * len(shapes)).floor().long().clamp_(max=len(shapes) - 1)
+        kind, col = kind_ids[pick], col + 1
     else:
         kind = kind_ids.expand(B, n)
     zeros = torch.zeros(B, n, device=dev)
-    theta = rng.uniform(n, high=2 * math.pi) if "oriented_square" in shapes else zeros
-    aspect = rng.uniform(n, high=math.pi / 2) if "rectangle" in shapes else zeros  # rectangle
-    #   corners (+-r cos a, +-r sin a)
-    if "triangle" in shapes or "quadrilateral" in shapes:  # sorted angles of the vertices
-        angles = rng.uniform(n, 4, high=2 * math.pi).sort(dim=-1).values
+    theta = aspect = zeros
+    if extra[1]:  # oriented square rotation U(0, 2pi)
+        theta, col = u[..., col] * (2 * math.pi), col + 1
+    if extra[2]:  # rectangle: corners (+-r cos a, +-r sin a), a ~ U(0, pi/2)
+        aspect, col = u[..., col] * (math.pi / 2), col + 1
+    if n_angles:  # triangle / quadrilateral: sorted vertex angles U(0, 2pi)
+        angles = (u[..., col:col + 4] * (2 * math.pi)).sort(dim=-1).values
     else:
         angles = zeros[..., None].expand(B, n, 4)
     radius = sample_radius(config, u_radius)
