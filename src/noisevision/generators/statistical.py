@@ -267,51 +267,52 @@ def wmm_band_scales(res: int, n_scales: int) -> list[int]:
     return [1] + [2 ** k for k in range(n_scales) for _ in range(N_ORIENTATIONS)]
 
 
-def wmm_targets(betas: torch.Tensor, scales: list[int]) -> dict:
+def wmm_targets(betas: torch.Tensor, scales: list[int]) -> list[dict]:
     """Generalised-Gaussian targets exp(-|x / alpha|^beta) on -200:0.5:200, alpha = 4^scale.
 
-    betas: (B, C, n_bands). Returns the target histograms (rows ordered (B, C, band)), their
-    CDF tables and the target mean and std per row (B, C, n_bands)."""
+    betas: (B, C, n_bands), bands ordered high-pass then level by level (4 orientations each).
+    Returns one dict per band group (the high-pass, then each pyramid level) holding the target
+    histograms (rows ordered (B, C, band)), their CDF tables, and the target mean and std per row
+    ((rows, 1) each), ready to be reused by every iteration."""
     dev = betas.device
+    B, C, n_bands = betas.shape
     bins = int(round(2 * WMM_SUPPORT / WMM_STEP)) + 1
     x = torch.linspace(-WMM_SUPPORT, WMM_SUPPORT, bins, device=dev, dtype=torch.float64)
     alpha = torch.tensor([4.0 ** s for s in scales], device=dev, dtype=torch.float64)
     z = (x.abs() / alpha[:, None])[None, None]  # (1, 1, n_bands, bins)
     h = torch.exp(-z.pow(betas.double()[..., None]))  # (B, C, n_bands, bins)
     total = h.sum(-1)
-    m = (h * x).sum(-1) / total
-    s = torch.sqrt((h * (x - m[..., None]) ** 2).sum(-1) / total)
-    rows = h.reshape(-1, bins)
-    lo = torch.full((rows.shape[0],), -WMM_SUPPORT - WMM_STEP / 2, device=dev, dtype=torch.float64)
-    target = TargetHistogram(rows, lo, torch.full_like(lo, WMM_STEP))
-    return {"hist": target, "table": target.cdf_table(), "mean": m.float(), "std": s.float()}
+    mean = (h * x).sum(-1) / total
+    std = torch.sqrt((h * (x - mean[..., None]) ** 2).sum(-1) / total)
+    groups = []
+    bounds = [(0, 1)] + [(1 + k * N_ORIENTATIONS, 1 + (k + 1) * N_ORIENTATIONS)
+                         for k in range((n_bands - 1) // N_ORIENTATIONS)]
+    for lo_band, hi_band in bounds:
+        rows = h[:, :, lo_band:hi_band].reshape(-1, bins)
+        lo = torch.full((rows.shape[0],), -WMM_SUPPORT - WMM_STEP / 2, device=dev,
+                        dtype=torch.float64)
+        target = TargetHistogram(rows, lo, torch.full_like(lo, WMM_STEP))
+        groups.append({"hist": target, "table": target.cdf_table(),
+                       "mean": mean[:, :, lo_band:hi_band].reshape(-1, 1).float(),
+                       "std": std[:, :, lo_band:hi_band].reshape(-1, 1).float()})
+    return groups
 
 
-def _match_band_group(band: torch.Tensor, targets: dict, band_slice: slice) -> torch.Tensor:
-    """Histogram-match bands (B, C, [K,] h, w) to target rows `band_slice`, then set mean/std."""
-    B, C = band.shape[:2]
-    n_bands = targets["mean"].shape[-1]
-    sel = torch.arange(n_bands, device=band.device)[band_slice]
-    k = sel.numel()
-    rows = (torch.arange(B * C, device=band.device)[:, None] * n_bands + sel[None]).reshape(-1)
-    t = targets["hist"]
-    hist = TargetHistogram(t.counts[rows], t.lo[rows], t.step[rows])
-    table = (targets["table"][0][rows], targets["table"][1][rows])
-    flat = band.reshape(B * C * k, -1)
-    out = match_histograms(flat, hist, table)
+def _match_band_group(band: torch.Tensor, target: dict) -> torch.Tensor:
+    """Histogram-match bands (B, C, [K,] h, w) to their target rows, then set mean and std."""
+    flat = band.reshape(target["mean"].shape[0], -1)
+    out = match_histograms(flat, target["hist"], target["table"])
     mu, sd = row_mean_std(out)
-    scale = targets["std"][:, :, band_slice].reshape(-1, 1) / sd
-    shift = targets["mean"][:, :, band_slice].reshape(-1, 1) - mu * scale
-    return torch.addcmul(shift, out, scale).view(band.shape)
+    scale = target["std"] / sd
+    return torch.addcmul(target["mean"] - mu * scale, out, scale).view(band.shape)
 
 
-def impose_wmm(x: torch.Tensor, pyramid: SteerablePyramid, targets: dict) -> torch.Tensor:
+def impose_wmm(x: torch.Tensor, pyramid: SteerablePyramid, targets: list[dict]) -> torch.Tensor:
     """Impose the wavelet marginals on every band (all but the low-pass residual) of x."""
     pyr = pyramid.decompose(x)
-    pyr["highpass"] = _match_band_group(pyr["highpass"], targets, slice(0, 1))
+    pyr["highpass"] = _match_band_group(pyr["highpass"], targets[0])
     for k, band in enumerate(pyr["bands"]):
-        start = 1 + k * N_ORIENTATIONS
-        pyr["bands"][k] = _match_band_group(band, targets, slice(start, start + N_ORIENTATIONS))
+        pyr["bands"][k] = _match_band_group(band, targets[1 + k])
     return pyramid.reconstruct(pyr)
 
 
