@@ -42,6 +42,18 @@ WMM_STEP = 0.5
 
 @dataclass(frozen=True)
 class StatisticalConfig:
+    """One statistical model; the four presets only switch the three impositions.
+
+    Defaults reproduce the MATLAB code that made the published stat-* datasets (reference 4.1,
+    decisions of reference 13), because those are the data the paper's results were measured on:
+    spectrum exponents a = s + d, b = s - d with s ~ U(0.5, 3.5), d ~ N(0, 0.05) (the paper's text
+    says two independent U(0.5, 3.5) exponents: ``exponent_mode="paper"``); 10 iterations
+    (paper and code: alternating projections, each round re-imposes the statistics that the
+    other impositions disturbed; ``iterations`` trades exactness for speed); uniform start
+    noise 256 U(0, 1) (the paper says Gaussian; after the first spectrum or histogram imposition
+    only its phases and ranks matter); correlated channels (all four published datasets).
+    """
+
     resolution: int = 128  # px, square; published data: 128 (small scale) and 256 (large scale)
     impose_spectrum: bool = True  # impose the 1/(|fx|^a + |fy|^b) magnitude spectrum
     impose_wmm: bool = False  # impose generalised-Gaussian wavelet marginals
