@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from noisevision.errors import ConfigError, UsageError
 from noisevision.generators import create_generator
-from noisevision.generators.stylegan import uniform16
+from noisevision.generators.stylegan import hash_words, uniform16
 from noisevision.generators.stylegan_filters import (
     lanczos_matrix,
     laplacian_envelope,
@@ -94,6 +94,21 @@ def test_real_bank_is_40_filters_with_documented_members():
     # rotations: the 90-degree edge is the transpose of the 0-degree one (up to sign)
     assert torch.allclose(bank[4].abs(), bank[0].T.abs(), atol=1e-6)
     assert not torch.equal(bank, wavelet_bank("sign"))
+
+
+# ---- bulk random draws ------------------------------------------------------------------------
+@pytest.mark.parametrize("indices", [[0], [5, 2**39, 3], list(range(6))])
+def test_fast_hash_equals_image_random_bits_and_advances_the_counter(indices):
+    a = ImageRandom(2**40 + 17, torch.tensor(indices), "stylegan/test")
+    b = ImageRandom(2**40 + 17, torch.tensor(indices), "stylegan/test")
+    a.bits(5), b.bits(5)
+    assert torch.equal(hash_words(a, 1001), b.bits(1001))
+    assert torch.equal(a.bits(7), b.bits(7))  # the counters moved by the same amount
+    # uniform16 is two 16-bit halves of each word: high halves first, then low halves
+    words = b.bits(4)
+    u = uniform16(a, 7)
+    halves = torch.cat([words >> 16, words & 0xFFFF], 1)[:, :7].float()
+    assert torch.equal(u, (halves + 0.5) / 65536.0)
 
 
 # ---- pink noise and envelope ------------------------------------------------------------------

@@ -30,9 +30,11 @@ counter-based generator cheap.
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -50,16 +52,53 @@ from noisevision.generators.stylegan_net import (
     build_layers,
     conv_reference,
     conv_shared,
-    conv_tied_wavelets,
     num_ws,
     synthesize,
+    synthesize_tied,
 )
-from noisevision.rng import ImageRandom
+from noisevision.rng import _GOLDEN32, MASK32, ImageRandom
 
 RESOLUTIONS = (64, 128, 256, 512)
 # per-image colour targets (mean, std) per channel, N(mu, sigma) each (reference section 5.1)
 _COLOR_TARGETS = ((0.483, 0.145, 0.219, 0.063), (0.455, 0.142, 0.213, 0.062),
                   (0.401, 0.161, 0.213, 0.069))
+
+
+def _mix32_np(x: np.ndarray, tmp: np.ndarray) -> None:
+    """rng.mix32 (lowbias32) in place on uint32 arrays, whose products wrap modulo 2**32."""
+    for shift, mul in ((16, 0x7FEB352D), (15, 0x846CA68B), (16, None)):
+        np.right_shift(x, np.uint32(shift), out=tmp)
+        np.bitwise_xor(x, tmp, out=x)
+        if mul is not None:
+            np.multiply(x, np.uint32(mul), out=x)
+
+
+def hash_words(rnd: ImageRandom, n: int) -> torch.Tensor:
+    """`rnd.bits(n)` (B, n), bit for bit; on CPU computed in uint32 numpy arithmetic.
+
+    ImageRandom hashes in int64 with split multiplications (portable to any GPU); in uint32,
+    where products wrap by definition, the same lowbias32 hash takes a fraction of the passes.
+    The counter advances exactly as `bits` does (tested against it).
+    """
+    if rnd.device.type != "cpu":
+        return rnd.bits(n)
+    return torch.from_numpy(_hash_np(rnd, n).astype(np.int64))
+
+
+def _hash_np(rnd: ImageRandom, n: int) -> np.ndarray:
+    """`rnd.bits(n)` on CPU as a (B, n) uint32 array (see `hash_words`)."""
+    start = rnd._counter
+    rnd._counter += n
+    ka = rnd._key_a.numpy().astype(np.uint32)  # (B, 1)
+    kb = rnd._key_b.numpy().astype(np.uint32)
+    ctr = (np.arange(start, start + n, dtype=np.uint64) & np.uint64(MASK32)).astype(np.uint32)
+    ctr *= np.uint32(_GOLDEN32)
+    x = ctr[None, :] + ka  # (B, n), wraps modulo 2**32
+    tmp = np.empty_like(x)
+    _mix32_np(x, tmp)
+    x ^= kb
+    _mix32_np(x, tmp)
+    return x
 
 
 def uniform16(rnd: ImageRandom, *shape: int) -> torch.Tensor:
@@ -69,7 +108,15 @@ def uniform16(rnd: ImageRandom, *shape: int) -> torch.Tensor:
     so each hashed word gives two values; 16 bits are plenty for phases and random weights.
     """
     n = math.prod(shape)
-    words = rnd.bits((n + 1) // 2)  # (B, ceil(n / 2))
+    m = (n + 1) // 2
+    if rnd.device.type == "cpu":  # the same values without int64 temporaries
+        words = _hash_np(rnd, m)
+        halves = np.empty((rnd.batch, 2 * m), dtype=np.float32)
+        halves[:, :m] = words >> np.uint32(16)
+        halves[:, m:] = words & np.uint32(0xFFFF)
+        u = torch.from_numpy(halves[:, :n])
+        return ((u + 0.5) * (1.0 / 65536.0)).reshape(rnd.batch, *shape)
+    words = rnd.bits(m)  # (B, ceil(n / 2))
     halves = torch.cat([words >> 16, words & 0xFFFF], dim=1)[:, :n]
     return ((halves.to(torch.float32) + 0.5) * (1.0 / 65536.0)).reshape(rnd.batch, *shape)
 
@@ -161,6 +208,7 @@ class StyleGAN(Generator):
         self._bank = wavelet_bank(config.filter_bank)
         self._nets: OrderedDict = OrderedDict()  # (seed, group, device) -> weights, LRU
         self._maps: OrderedDict = OrderedDict()  # (seed, layer, group * D + j, device) -> map
+        self._work = threading.local()  # activation workspace of the fast wavelet path
 
     def default_batch_size(self, device: torch.device) -> int:
         r = self.config.resolution
@@ -195,14 +243,18 @@ class StyleGAN(Generator):
     def _styles(self, w: torch.Tensor, nets: list[dict], group_of: torch.Tensor,
                 li: int, layer: Layer) -> torch.Tensor:
         """s = 1 + w A^T / sqrt(w_dim) per input channel (affine N(0,1), bias 1)."""
-        s = torch.empty(w.shape[0], layer.c_in, device=w.device)
         wl = w[:, layer.w_index]  # (B, w_dim)
-        for g, net in enumerate(nets):
+        scale = 1.0 / math.sqrt(self.config.w_dim)
+        if w.device.type == "cpu":
+            # one matrix-vector product per image: the same call whatever the batch, so an
+            # image's styles never depend on the other rows (BLAS picks kernels by row count)
+            proj = torch.stack([torch.mv(nets[g][f"affine{li}"], wl[b])
+                                for b, g in enumerate(group_of.tolist())])
+            return 1.0 + proj * scale
+        s = torch.empty(w.shape[0], layer.c_in, device=w.device)
+        for g, net in enumerate(nets):  # GPU: one matmul per network (equal to rounding)
             mask = group_of == g
-            # multiply-and-sum rather than a matmul: a row's result must not depend on how many
-            # rows share the call (BLAS switches kernels for one row), for batch invariance
-            proj = (wl[mask][:, None, :] * net[f"affine{li}"][None]).sum(-1)  # (b, C_in)
-            s[mask] = 1.0 + proj / math.sqrt(self.config.w_dim)
+            s[mask] = 1.0 + (wl[mask] @ net[f"affine{li}"].T) * scale
         return s
 
     def _wavelet_draws(self, lr: ImageRandom, layer: Layer) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,6 +306,8 @@ class StyleGAN(Generator):
         pyramid: dict[int, torch.Tensor] = {}  # the shared map, 2x area-downsampled per level
         if cfg.noise_maps == "shared":
             level = self._pink(rnd.child("noise"), cfg.shared_noise_size)[:, None]
+            if level.shape[-1] > cfg.resolution:  # only the levels the layers use: one 2^k x 2^k
+                level = F.avg_pool2d(level, level.shape[-1] // cfg.resolution)  # area mean
             while level.shape[-1] >= 4:
                 pyramid[level.shape[-1]] = level
                 level = F.avg_pool2d(level, 2)
@@ -334,11 +388,21 @@ class StyleGAN(Generator):
                     p.shared = nets[0][f"weight{li}"]
             return synthesize(const.to(dtype), self.layers, params, conv_shared)
         bank = self._bank.to(const.device)
+        return synthesize_tied(const.to(dtype), self.layers, params, bank, self._buffer)
 
-        def conv(x, layer, p):
-            return conv_tied_wavelets(x, layer, p, bank)
+    def _buffer(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """A reused flat workspace of at least `numel` elements (per thread, dtype and device).
 
-        return synthesize(const.to(dtype), self.layers, params, conv)
+        Writing each layer's activations into fresh tensors of hundreds of MiB costs a page fault
+        per 4 KiB on every layer; one workspace, kept between batches, avoids that.
+        """
+        work = self._work.__dict__
+        key = (dtype, str(device))
+        buf = work.get(key)
+        if buf is None or buf.numel() < numel:
+            work.pop(key, None)
+            buf = work[key] = torch.empty(numel, dtype=dtype, device=device)
+        return buf[:numel]
 
     def _color(self, raw: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Output colour normalisation (reference s5.1) -> [0, 1]."""

@@ -11,15 +11,15 @@ Two synthesis paths compute the same images:
 
 * `synthesize_reference`: the plain network, one dense modulated weight per image and layer
   (grouped convolution over the batch). Slow; used as the definition in tests.
-* `synthesize_fast`: exploits structure. For shared dense weights (StyleGAN-Random) the
-  modulation moves onto the activations (x * s, one shared conv, output * d). For the wavelet
+* fast paths exploit structure. For shared dense weights (StyleGAN-Random) the modulation moves
+  onto the activations (x * s, one shared conv, output * d): `conv_shared`. For the wavelet
   variants, where layer weights are W[o, i] = a_o f_{k(i)} (filter tied to the input channel,
   amplitude per output channel), modulation gives a_o s_i f_{k(i)} and demodulation
   d_o = (a_o^2 E + eps)^-1/2 with E = sum_i s_i^2 |f_{k(i)}|^2, so every output channel is
-  c_o * m with c_o = a_o d_o and the single map m = sum_k f_k * M_k, M_k = sum_{i: k(i)=k} s_i x_i.
-  M is one batched matmul (B, 40, C_in) @ (B, C_in, HW); m is a 40 -> 1 convolution (or transposed
-  convolution for upsampling layers, the FIR commuting with the channel scaling). No dense
-  convolution is needed.
+  c_o * m with c_o = a_o d_o and the single map m = sum_i s_i f_{k(i)} * x_i. As the filters are
+  3x3, m is the shifted sum (col2im) of 9 tap maps P_t = sum_i s_i f_{k(i)}[t] x_i: one
+  (B, 9, C_in) x (B, C_in, HW) batched matmul per layer, shared with the ToRGB rows where both
+  read the same activations (`synthesize_tied`). No dense convolution is needed.
 """
 
 from __future__ import annotations
@@ -125,30 +125,93 @@ def conv_shared(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
     return _finish(y * d[:, :, None, None].to(y.dtype), p)
 
 
-def conv_tied_wavelets(x: torch.Tensor, layer: Layer, p: LayerParams,
-                       bank: torch.Tensor) -> torch.Tensor:
-    """Fast path for W[o, i] = a_o f_{k(i)}: one map per image, signed copies per channel."""
-    b, _, h, w = x.shape
+def tap_matrix(p: LayerParams, bank9: torch.Tensor) -> torch.Tensor:
+    """(B, 9, C_in) with T[t, i] = s_i f_{k(i)}[t]: the 9 taps of the modulated tied filters.
+
+    `bank9` is the (40, 9) bank in the tap order `taps_to_map` expects (flipped for non-up).
+    """
+    return (F.embedding(p.k, bank9) * p.s[:, :, None]).transpose(1, 2).contiguous()
+
+
+def rgb_matrix(layer: Layer, p: LayerParams) -> torch.Tensor:
+    """(B, 3, C_in) ToRGB weights: 1x1 modulated, no demodulation, style gain 1/sqrt(C_in)."""
+    return p.rgb_weight * (p.s[:, None, :] / math.sqrt(layer.c_in))
+
+
+def taps_to_map(taps: torch.Tensor, side: int, up: bool) -> torch.Tensor:
+    """Sum the 9 tap maps (B, 9, side^2) into one map (B, 1, R, R), shifted as a 3x3 filter.
+
+    F.fold (col2im) adds tap t = 3 dy + dx of input pixel (y, x) into output pixel
+    (stride y + dy - pad, stride x + dx - pad). Up: stride 2, no padding, a (2 side + 1)^2 grid:
+    the stride-2 transposed convolution, then the [1,3,3,1] FIR. Not up: stride 1, padding 1,
+    which is the 3x3 correlation of F.conv2d(padding=1) when the taps are flipped (tap 8 - t),
+    as `synthesize_tied` does. col2im sums in a fixed order per image, independent of the batch.
+    """
+    if up:
+        z = F.fold(taps, (2 * side + 1, 2 * side + 1), 3, stride=2)
+        return blur_after_transpose(z)
+    return F.fold(taps, (side, side), 3, padding=1)
+
+
+def synthesize_tied(const: torch.Tensor, layers: list[Layer], params: list[LayerParams],
+                    bank: torch.Tensor, buffer) -> torch.Tensor:
+    """Fast path for W[o, i] = a_o f_{k(i)} (filter tied to the input, amplitude per output).
+
+    Modulation gives a_o s_i f_{k(i)}; demodulation d_o = (a_o^2 E + eps)^-1/2 with
+    E = sum_i s_i^2 |f_{k(i)}|^2, so every output channel is c_o z + noise + bias with c_o = a_o d_o
+    and ONE map per image z = sum_i s_i f_{k(i)} * x_i. Since the filters are 3x3, z is the shifted
+    sum of 9 tap maps P_t = sum_i s_i f_{k(i)}[t] x_i: one (B, 9, C_in) x (B, C_in, HW) batched
+    matmul per layer (12 rows when the ToRGB of the same activations is computed with it), so each
+    activation tensor is read once and no dense convolution is needed. The activations
+    relu(g (c_o z + noise + b_o)) are written into `buffer(numel, dtype, device)`, one reused flat
+    workspace (fresh multi-megabyte tensors cost page faults on every layer).
+    """
+    b = const.shape[0]
+    dtype = const.dtype
     nk = bank.shape[0]
-    reduce = torch.zeros(b, nk, layer.c_in, device=x.device, dtype=p.s.dtype)
-    reduce.scatter_(1, p.k[:, None, :], p.s[:, None, :])  # (B, 40, C_in): s_i where k(i) = k
-    m = torch.bmm(reduce.to(x.dtype), x.reshape(b, layer.c_in, h * w)).reshape(b, nk, h, w)
-    if layer.up:
-        z = blur_after_transpose(F.conv_transpose2d(m, bank[:, None].to(m.dtype), stride=2))
-    else:
-        z = F.conv2d(m, bank[None].to(m.dtype), padding=1)  # (B, 1, H, W)
-    energy = (p.s.square() * bank.square().sum(dim=(1, 2))[p.k]).sum(1, keepdim=True)  # (B, 1)
-    c = p.a * torch.rsqrt(p.a.square() * energy + DEMOD_EPS)  # (B, C_out)
-    # relu(c z + noise + b) * g == relu(g c z + g noise + g b) for g > 0: scale the small
-    # tensors, then build the (B, C_out, H, W) output in one pass and finish it in place
-    cg = (c * ACT_GAIN)[:, :, None, None].to(z.dtype)
-    if p.noise is not None:
-        y = torch.addcmul(p.noise.to(z.dtype) * ACT_GAIN, cg, z)
-    else:
-        y = cg * z
-    if p.bias is not None:
-        y.add_((p.bias * ACT_GAIN)[:, :, None, None].to(z.dtype))
-    return y.relu_()
+    bank9_up = bank.reshape(nk, 9)  # tap t = 3 dy + dx, as the transposed convolution adds it
+    bank9 = bank.flip(1, 2).reshape(nk, 9)  # correlation: tap t reads pixel (y + 1 - dy, ...)
+    filt_energy = bank9.square().sum(1)  # |f_k|^2
+
+    def taps_of(li: int) -> torch.Tensor:
+        return tap_matrix(params[li], bank9_up if layers[li].up else bank9)
+
+    x = const.reshape(b, layers[0].c_in, -1)  # (B, C, HW): dense input, then the workspace
+    res = const.shape[-1]
+    taps = torch.bmm(taps_of(0).to(dtype), x)  # (B, 9, HW) of layer 0
+    img = None
+    for li, (layer, p) in enumerate(zip(layers, params, strict=True)):
+        if layer.kind == "torgb":
+            rows = rgb_matrix(layer, p)
+            nxt = li + 1 < len(layers)
+            if nxt:  # the next conv reads the same activations: one matmul for both
+                rows = torch.cat([rows, taps_of(li + 1)], 1)
+            out = torch.bmm(rows.to(dtype), x)  # (B, 3 [+ 9], HW)
+            rgb = out[:, :3].reshape(b, 3, res, res).float()
+            img = rgb if img is None else upsample2x(img) + rgb
+            if nxt:
+                taps = out[:, 3:]
+            continue
+        if taps is None:  # conv1 of a block: its input is conv0's output
+            taps = torch.bmm(taps_of(li).to(dtype), x)
+        z = taps_to_map(taps, res, layer.up)  # (B, 1, R, R)
+        res = z.shape[-1]
+        taps = None
+        energy = (p.s.square() * filt_energy[p.k]).sum(1, keepdim=True)  # (B, 1)
+        c = p.a * torch.rsqrt(p.a.square() * energy + DEMOD_EPS)  # (B, C_out)
+        # relu(c z + noise + b) * g == relu(g c z + g noise + g b) for g > 0: scale the small
+        # tensors, then write the (B, C_out, HW) activations once and finish them in place
+        cg = (c * ACT_GAIN)[:, :, None].to(dtype)
+        zf = z.reshape(b, 1, res * res)
+        x = buffer(b * layer.c_out * res * res, dtype, const.device).view(b, layer.c_out, res * res)
+        if p.noise is not None:
+            torch.addcmul((p.noise.reshape(b, 1, -1) * ACT_GAIN).to(dtype), cg, zf, out=x)
+        else:
+            torch.mul(cg, zf, out=x)
+        if p.bias is not None:
+            x.add_((p.bias * ACT_GAIN)[:, :, None].to(dtype))
+        x.relu_()
+    return img
 
 
 def to_rgb(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
