@@ -75,23 +75,22 @@ def test_deterministic(name):
 def test_batch_invariance(name):
     """Image i is the same bytes whatever the batch size, order or other batch members."""
     gen, x = reference(name)
-    for bs in (1, 2, 4):
-        assert torch.equal(gen.generate(range(N_IMAGES), seed=SEED, batch_size=bs), x), bs
-    order = [4, 1, 5, 0, 3, 2]
-    y = gen.generate(order, seed=SEED, batch_size=N_IMAGES)
-    assert torch.equal(y, x[order])
-    # inside a different batch with other indices around them
-    mixed = [1000, 3, 77, 0, 5, 123456]
-    z = gen.generate(mixed, seed=SEED, batch_size=3)
-    assert torch.equal(z[1], x[3]) and torch.equal(z[3], x[0]) and torch.equal(z[4], x[5])
+    assert torch.equal(gen.generate(range(N_IMAGES), seed=SEED, batch_size=1), x)
+    # reordered, among other indices, in batches of 4, 4 and 1 (the last one alone)
+    mixed = [1000, 4, 1, 123456, 5, 0, 77, 3, 2]
+    z = gen.generate(mixed, seed=SEED, batch_size=4)
+    for pos, i in enumerate(mixed):
+        if i < N_IMAGES:
+            assert torch.equal(z[pos], x[i]), f"image {i} changed at batch position {pos}"
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_seeds_and_indices_differ(name):
     gen, x = reference(name)
-    other = gen.generate(range(N_IMAGES), seed=SEED + 1, batch_size=N_IMAGES)
-    for i in range(N_IMAGES):
+    other = gen.generate(range(3), seed=SEED + 1, batch_size=3)
+    for i in range(3):
         assert not torch.equal(x[i], other[i]), f"seed change left image {i} unchanged"
+    for i in range(N_IMAGES):
         for j in range(i):
             assert not torch.equal(x[i], x[j]), f"images {i} and {j} are identical"
 
