@@ -50,7 +50,8 @@ def test_orientation_and_scale_selectivity():
     # (grating, level, orientation that must hold most of the band energy)
     cases = [(torch.cos(2 * math.pi * 12 * xx / n), 0, 0),  # varies along x
              (torch.cos(2 * math.pi * 12 * yy / n), 0, 2),  # varies along y
-             (torch.cos(2 * math.pi * 8 * (xx + yy) / n), 0, 1),  # diagonal
+             (torch.cos(2 * math.pi * 8 * (xx + yy) / n), 0, 3),  # 135 deg (y axis up)
+             (torch.cos(2 * math.pi * 8 * (xx - yy) / n), 0, 1),  # 45 deg
              (torch.cos(2 * math.pi * 3 * xx / n), 2, 0)]  # coarse: level 2
     for grating, level, orient in cases:
         pyr = pyramid.decompose(grating)

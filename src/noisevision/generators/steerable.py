@@ -69,7 +69,8 @@ def _polar_grid(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tenso
     fy, fx = torch.meshgrid(fy, fx, indexing="ij")  # (n, n // 2 + 1)
     radius = torch.sqrt(fx * fx + fy * fy)
     log_rad = torch.log2(radius.clamp_min(1e-30))  # DC -> about -100: fully low-pass
-    return log_rad, torch.atan2(fy, fx)
+    # angle with the y axis pointing up (rows run down): orientation k then matches sp3's band k
+    return log_rad, torch.atan2(-fy, fx)
 
 
 def _radial_masks(log_rad: torch.Tensor, top: float) -> tuple[torch.Tensor, torch.Tensor]:
