@@ -18,8 +18,13 @@ Freeman 1995; the construction of pyrtools' SteerablePyramidFreq), written from 
 Spectra use the orthonormal FFT ("ortho" norm) and cropping keeps spectral energy, so the
 decomposition is a tight frame: energy is preserved and a coarse band's coefficients grow by 2 per
 level relative to the full-resolution band-passed image, the convention of the spatial sp3 filters
-(low-pass filter with DC gain 2). Everything works on real FFTs (rfft2), so it runs batched over any
-leading dimensions on CPU or GPU, and reconstruction is exact up to float rounding.
+(low-pass filter with DC gain 2). Everything works on real FFTs (rfft2), so it runs batched over
+any leading dimensions on CPU or GPU, and reconstruction is exact up to float rounding.
+
+Checked against pyrtools' spatial sp3 pyramid (circular edges) on a 128 px white-noise image: the
+same band std at every level, and each band's coefficients correlate 0.97-0.98 with sp3's band of
+the same level and orientation (0.99 for the residuals); sp3 itself reconstructs with about 1% rms
+error, this pyramid exactly.
 """
 
 from __future__ import annotations
