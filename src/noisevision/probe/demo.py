@@ -47,13 +47,17 @@ class DemoBudget:
     fashion_train: int          # Fashion-MNIST: class-balanced train subset
     fashion_val: int            # Fashion-MNIST: test subset
     probe_epochs: int           # linear head epochs (lr x0.2 at 60% and 80%)
+    cheap_samples: bool = True  # sample sheets use a family's declared cheap settings
+    sample_families: tuple[str, ...] | None = None  # sheets of these only (None: all)
+    photo_limit: int | None = None  # use only the first N packaged photographs (None: all)
 
 
 BUDGETS: dict[str, DemoBudget] = {
     "tiny": DemoBudget(families=("dead_leaves_shapes",), width=0.125, crop=32, image_size=48,
-                       images=128, epochs=2, batch_size=64, lr=None, sample_images=4,
-                       sample_resolution=32, photo_train=4, photo_val=2, fashion_train=200,
-                       fashion_val=100, probe_epochs=10),
+                       images=64, epochs=1, batch_size=32, lr=None, sample_images=4,
+                       sample_resolution=64, photo_train=8, photo_val=4, fashion_train=200,
+                       fashion_val=100, probe_epochs=5, sample_families=("dead_leaves_shapes",),
+                       photo_limit=10),
     "small": DemoBudget(families=("dead_leaves_shapes", "stat_spectrum_color"), width=0.25,
                         crop=32, image_size=64, images=1024, epochs=12, batch_size=128, lr=0.2,
                         sample_images=8, sample_resolution=64, photo_train=20, photo_val=10,
@@ -62,7 +66,8 @@ BUDGETS: dict[str, DemoBudget] = {
                                   "stylegan_oriented"), width=1.0, crop=64, image_size=128,
                         images=20000, epochs=20, batch_size=256, lr=None, sample_images=16,
                         sample_resolution=128, photo_train=100, photo_val=40,
-                        fashion_train=60000, fashion_val=10000, probe_epochs=100),
+                        fashion_train=60000, fashion_val=10000, probe_epochs=100,
+                        cheap_samples=False),
 }
 
 
@@ -97,17 +102,30 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
 def render_samples(out: Path, b: DemoBudget, device: torch.device, seed: int, log) -> dict:
     """One contact sheet per registered generator; a failing family is reported, not fatal."""
     from noisevision.data.sheet import contact_sheet
+    from noisevision.errors import ConfigError
     from noisevision.generators.base import create_generator, list_generators
 
     (out / "samples").mkdir(exist_ok=True)
     done = {}
-    for name in list_generators():
+    for name in b.sample_families or list_generators():
         t0 = time.perf_counter()
         try:
-            gen = create_generator(name, resolution=b.sample_resolution)
+            gen = None
+            for res in (b.sample_resolution, 64, None):  # a family may allow only some sizes
+                try:
+                    gen = create_generator(name, resolution=res)
+                    break
+                except ConfigError:
+                    if res is None:
+                        raise
+            cls = type(gen)
+            cheap = getattr(cls, "contract_overrides", {}) if b.cheap_samples else {}
+            if cheap:  # e.g. a smaller texture pool: the family's own cheap settings
+                gen = create_generator(name, **{"resolution": gen.resolution, **cheap})
             images = gen.generate(b.sample_images, seed=seed, device=device).cpu()
+            note = "  " + " ".join(f"{k}={v}" for k, v in cheap.items()) if cheap else ""
             sheet = contact_sheet(images, [str(i) for i in range(b.sample_images)],
-                                  title=f"{name}  seed {seed}  {b.sample_resolution}px")
+                                  title=f"{name}  seed {seed}  {gen.resolution}px{note}")
             sheet.save(out / "samples" / f"{name}.png")
             done[name] = {"sheet": f"samples/{name}.png",
                           "seconds": round(time.perf_counter() - t0, 2)}
@@ -137,7 +155,7 @@ def run_demo(out: str | Path = "noisevision-demo", *, device: str = "auto",
     from noisevision.device import resolve_device
     from noisevision.generators.base import list_generators
     from noisevision.probe.baselines import MeanColour, RawPixels, random_init_encoder
-    from noisevision.probe.datasets import load_fashion_mnist, load_photo_crops
+    from noisevision.probe.datasets import PHOTO_FILES, load_fashion_mnist, load_photo_crops
     from noisevision.probe.evaluate import KnnConfig, evaluate, results_markdown, write_results
     from noisevision.probe.linear import recipe_for
     from noisevision.probe.load import load_probe_encoder
@@ -155,7 +173,8 @@ def run_demo(out: str | Path = "noisevision-demo", *, device: str = "auto",
     # Real data first: a missing package stops the demo before anything is written.
     timings = {}
     t0 = time.perf_counter()
-    tasks = [load_photo_crops(b.photo_train, b.photo_val, size=b.crop, seed=seed),
+    photos = PHOTO_FILES[:b.photo_limit] if b.photo_limit else PHOTO_FILES
+    tasks = [load_photo_crops(b.photo_train, b.photo_val, size=b.crop, seed=seed, files=photos),
              load_fashion_mnist(b.fashion_train, b.fashion_val)]
     timings["load_tasks"] = time.perf_counter() - t0
     out = Path(out)
