@@ -8,7 +8,11 @@ SUDO=""
 if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 
 # Debian packages: real images for evaluation (see ../shared/offline-assets.md).
-APT_PACKAGES=()
+APT_PACKAGES=(
+  dataset-fashion-mnist   # Fashion-MNIST for `noisevision probe --data fashion-mnist` / demo
+  lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds palapeli-data
+  plasma-workspace-wallpapers   # photographs of the photo-crops task
+)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
