@@ -40,6 +40,17 @@ def test_default_cap_covers_every_pixel(name):
     assert bool((x.sum(1) > 0).any()) and x.shape == (8, 3, 64, 64)
 
 
+def test_paper_text_options_also_cover_the_canvas():
+    """The paper's wording: exponential radii, shapes circles / triangles / rectangles."""
+    gen = create_generator("dead_leaves_shapes", resolution=64, radius_law="exponential",
+                           shapes=("circle", "triangle", "rectangle"))
+    ids, n_cov = gen.leaf_ids(torch.arange(6), seed=8)
+    assert bool((ids >= 0).all()) and bool((n_cov >= 0).all())
+    kinds = gen.sample_leaves(torch.arange(2), seed=8, start=0, stop=600)["kind"].unique()
+    assert sorted(kinds.tolist()) == sorted(SHAPE_KINDS.index(k)
+                                            for k in ("circle", "triangle", "rectangle"))
+
+
 def test_full_resolution_coverage_and_leaf_count():
     """At 128 px the reference needed 1340/1460/1670 leaves on average (max ~3100): same order."""
     gen = create_generator("dead_leaves_squares")

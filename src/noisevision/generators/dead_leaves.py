@@ -16,6 +16,15 @@ the colour of the largest leaf index <= N that covers it. Leaves are processed i
 images of a batch at once: every leaf is turned into row spans (one contiguous x-range per row,
 since every leaf is convex), spans into (pixel, leaf) pairs, and ``scatter_reduce(amax)`` keeps
 the topmost leaf per pixel. Images stop taking chunks once covered.
+
+Where this differs from the reference (OpenCV drawing, Python/NumPy RNG):
+- randomness: counter-based per-image draws (noisevision.rng), not `random.seed(i)`, so the images
+  are not the released ones bit for bit; the laws are the same. Leaf k of image i is keyed by
+  (seed, i, k // 256); sizes, centres and colours are shared by the variants for one seed.
+- rasterisation: squares and rectangles are exact integer boxes as OpenCV draws them; circles
+  paint the pixels whose centres lie within the radius; rotated squares, triangles and
+  quadrilaterals paint the pixel centres within half a pixel of the polygon (OpenCV also paints
+  its outline), and rotated corners are not re-rounded to integers. Edge pixels can differ.
 """
 
 from __future__ import annotations
