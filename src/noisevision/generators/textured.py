@@ -75,6 +75,7 @@ class TexturedDeadLeaves(Generator):
         cfg, res = self.config, self.config.resolution
         key = (seed, str(device))
         if key not in self._pool:
+            self._pool.clear()  # keep one pool (the latest seed and device) in memory
             pool = torch.zeros(cfg.texture_pool, 3, res, res, dtype=torch.uint8, device=device)
             done = torch.zeros(cfg.texture_pool, dtype=torch.bool, device=device)
             self._pool[key] = (pool, done)
