@@ -92,9 +92,11 @@ class DeadLeavesConfig:
               f"got {self.chunk_leaves!r}")
 
 
-def radius_grid(config: DeadLeavesConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def radius_grid(config: DeadLeavesConfig,
+                device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """The power law's grid r_k (fractions of resolution) and its CDF, as in the reference."""
-    r = torch.linspace(config.rmin, config.rmax, config.radius_levels, dtype=torch.float64)
+    r = torch.linspace(config.rmin, config.rmax, config.radius_levels, dtype=torch.float64,
+                       device=device)
     w = r.pow(-config.sigma) - config.rmax ** -config.sigma
     cdf = torch.cumsum(w, 0) / w.sum()
     return r, cdf
@@ -105,8 +107,7 @@ def sample_radius(config: DeadLeavesConfig, u: torch.Tensor) -> torch.Tensor:
     if config.radius_law == "exponential":
         span = 1.0 - math.exp(-config.exp_rate * (config.rmax - config.rmin))
         return config.rmin - torch.log1p(-u.double() * span) / config.exp_rate
-    r, cdf = radius_grid(config)
-    r, cdf = r.to(u.device), cdf.to(u.device)
+    r, cdf = radius_grid(config, u.device)
     u = u.double()
     # the grid level whose CDF value is nearest to u (ties to the lower level, like argmin)
     hi = torch.searchsorted(cdf, u).clamp_(1, cdf.numel() - 1)
@@ -340,9 +341,9 @@ def render_leaf_ids(leaves_for: LeafSource, batch: int, res: int, max_leaves: in
         new = old.scatter_reduce(0, pairs.pixel, value, "amax").view(-1, hw)
         full = (new >= 0).all(1)  # (A,)
         if bool(full.any()):
-            n_cov = _finish(pairs, value, old, full, hw)
-            new[full] = n_cov[1]
-            done_at[active[full]] = n_cov[0]
+            n_cover, repainted = _finish(pairs, value, old, full, hw)
+            new[full] = repainted
+            done_at[active[full]] = n_cover
         if n_active == batch:
             last = new
         else:
@@ -404,7 +405,8 @@ class DeadLeaves(Generator):
 
     def leaf_ids(self, indices: torch.Tensor, seed: int,
                  colours: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, H, W) topmost leaf index per pixel and the covering leaf count N per image.
+        """(B, H, W) topmost leaf index per pixel (-1 uncovered) and, per image, the index N of
+        the leaf that completed the coverage (-1 if the cap came first).
 
         When `colours` (B, max_leaves, 3) is given, the colours of the drawn leaves are stored in
         it (render uses them instead of drawing them twice).
