@@ -231,27 +231,44 @@ def _row_spans(g: dict[str, torch.Tensor], leaf: torch.Tensor, y: torch.Tensor,
     return xl.clamp(min=0).long(), xr.clamp(max=res - 1).long()
 
 
-def _polygon_row_spans(g: dict[str, torch.Tensor], leaf: torch.Tensor, y: torch.Tensor,
-                       res: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float x-range of convex polygons on rows: the pixels whose centres satisfy every
-    half-plane cross(edge, p - v) >= -tol * |edge| (vertices counter-clockwise in (x, y))."""
-    verts = torch.cat([g["vx"], g["vy"]], -1).reshape(-1, 8).index_select(0, leaf)
-    vx, vy = verts[:, :4], verts[:, 4:]  # (R, 4)
+def polygon_edge_bounds(g: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Per polygon leaf, each edge's bound on x as a linear function of the row y: (..., 4, 4).
+
+    A pixel centre (x, y) is painted when cross(edge, p - v) >= -tol * |edge| for every edge
+    (vertices counter-clockwise in (x, y)), i.e. a * x + e_x * y + c >= 0 with a = -e_y. An edge
+    with a > 0 gives a lower bound x >= k y + m, one with a < 0 an upper bound x <= k y + m. The
+    columns are (k_lower, m_lower, k_upper, m_upper); an edge that gives no such bound holds
+    (0, -inf) or (0, +inf). A horizontal edge (a = 0) bounds the rows only, which the leaf's row
+    extent (vertex rows +- tol) already does for a convex polygon.
+    """
+    vx, vy = g["vx"], g["vy"]
     ex = vx.roll(-1, -1) - vx
     ey = vy.roll(-1, -1) - vy
     tol = _POLY_TOL * torch.sqrt(ex * ex + ey * ey)
-    # condition: a * x + b >= 0 with a = -ey, b = ex * (y - vy) + ey * vx + tol
     a = -ey
-    b = ex * (y.float()[:, None] - vy) + ey * vx + tol
-    bound = -b / torch.where(a == 0, torch.ones_like(a), a)
-    lower = torch.where(a > 0, bound, -math.inf).amax(-1)
-    upper = torch.where(a < 0, bound, math.inf).amin(-1)
-    empty = ((a == 0) & (b < 0)).any(-1)
-    upper = torch.where(empty, -math.inf, upper)
+    c = ey * vx - ex * vy + tol
+    safe = torch.where(a == 0, torch.ones_like(a), a)
+    k, m = -ex / safe, -c / safe  # the bound x = k * y + m
+    zero = torch.zeros_like(k)
+    lower, upper = a > 0, a < 0
+    return torch.stack([torch.where(lower, k, zero), torch.where(lower, m, -math.inf),
+                        torch.where(upper, k, zero), torch.where(upper, m, math.inf)], -1)
+
+
+def _polygon_row_spans(g: dict[str, torch.Tensor], leaf: torch.Tensor, y: torch.Tensor,
+                       res: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float x-range [ceil(lower), floor(upper)] of convex polygon leaves on rows y."""
+    table = torch.cat([polygon_edge_bounds(g).flatten(-2), g["vx"].amin(-1, keepdim=True),
+                       g["vx"].amax(-1, keepdim=True)], -1)
+    rows = table.reshape(-1, 18).index_select(0, leaf)  # (R, 18)
+    bounds = rows[:, :16].view(-1, 4, 4)  # (R, edge, [kl, ml, ku, mu])
+    yf = y.float()[:, None]
+    lower = (bounds[..., 0] * yf + bounds[..., 1]).amax(-1)
+    upper = (bounds[..., 2] * yf + bounds[..., 3]).amin(-1)
     # the vertices' bounding box also bounds the span: a degenerate polygon (a radius-1
     # oriented square has all four corners at its centre) is then one pixel, not a full row
-    lower = torch.maximum(lower, vx.amin(-1) - _POLY_TOL)
-    upper = torch.minimum(upper, vx.amax(-1) + _POLY_TOL)
+    lower = torch.maximum(lower, rows[:, 16] - _POLY_TOL)
+    upper = torch.minimum(upper, rows[:, 17] + _POLY_TOL)
     return torch.ceil(lower.clamp(-1.0, res + 1.0)), torch.floor(upper.clamp(-2.0, res + 1.0))
 
 
