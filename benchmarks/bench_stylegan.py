@@ -4,13 +4,17 @@
     python benchmarks/bench_stylegan.py --device cuda --resolution 256 --n 4096 --batch-sizes 64,256
 
 Prints, per variant and batch size: images/s over `n` images of one network (after a warm-up
-batch), the time to build one network's weights (paid once per 400 images), and peak memory
-(process max RSS on CPU, torch.cuda.max_memory_allocated on GPU).
+batch, with the network's noise dictionary already drawn), the time to build one network (its
+weights and, for High-freq/Sparse, all its per-layer pink-noise dictionary maps; paid once per
+400 images), the amortized rate over a whole network's 400 images, and peak memory (process max
+RSS on CPU, torch.cuda.max_memory_allocated on GPU). The 1-minute load average is printed with
+each line: other jobs on a shared machine slow these figures down.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import time
 
@@ -31,8 +35,10 @@ def bench(name: str, args: argparse.Namespace, dev: torch.device, batch_size: in
     gen = create_generator(name, resolution=args.resolution, width=args.width,
                            compute_dtype=args.dtype)
     seed = 0
+    per_net = gen.config.images_per_network
     t0 = time.perf_counter()
-    gen._network(seed, 7, dev)  # one network's weights, as paid every images_per_network images
+    # one network's weights and noise dictionary, as paid every images_per_network images
+    gen.build_network(seed, 0, dev)
     _sync(dev)
     net_s = time.perf_counter() - t0
     gen.generate(range(batch_size), seed=seed, device=dev, batch_size=batch_size)  # warm-up
@@ -48,8 +54,11 @@ def bench(name: str, args: argparse.Namespace, dev: torch.device, batch_size: in
         mem = f"peak GPU {torch.cuda.max_memory_allocated(dev) / 2**20:.0f} MiB"
     else:
         mem = f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    rate = args.n / dt
+    amortized = 1.0 / (1.0 / rate + net_s / per_net)
     return (f"{name:18s} res {args.resolution} width {args.width} batch {batch_size:4d} "
-            f"{args.dtype}: {args.n / dt:8.2f} img/s, network build {net_s:.2f} s, {mem}")
+            f"{args.dtype}: {rate:8.2f} img/s, network build {net_s:.2f} s, "
+            f"{amortized:8.2f} img/s over {per_net}, {mem}, load {os.getloadavg()[0]:.1f}")
 
 
 def main() -> None:

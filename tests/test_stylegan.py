@@ -18,7 +18,7 @@ from noisevision.generators.stylegan_filters import (
     pink_noise,
     wavelet_bank,
 )
-from noisevision.generators.stylegan_net import build_layers, channels, num_ws
+from noisevision.generators.stylegan_net import build_layers, channels, num_ws, relu_mix_table
 from noisevision.rng import ImageRandom
 
 VARIANTS = ("stylegan_random", "stylegan_highfreq", "stylegan_sparse", "stylegan_oriented")
@@ -153,6 +153,40 @@ def test_fast_path_matches_reference_path(name):
     ref = create_generator(name, path="reference", **SMALL).generate(idx, seed=5)
     assert torch.allclose(fast, ref, atol=2e-4), float((fast - ref).abs().max())
     assert fast.std() > 0.05
+
+
+@pytest.mark.parametrize("name, options", [
+    ("stylegan_sparse", {"noise_maps": "none"}),  # bias, no noise: the table in z
+    ("stylegan_oriented", {"bias_range": (0.0, 0.0)}),  # shared noise, no bias: the table in z/n
+    ("stylegan_highfreq", {"noise_maps": "none"}),  # neither
+])
+def test_fast_path_matches_reference_without_bias_or_noise(name, options):
+    idx = [2, 400]
+    fast = create_generator(name, **options, **SMALL).generate(idx, seed=9)
+    ref = create_generator(name, path="reference", **options, **SMALL).generate(idx, seed=9)
+    assert torch.allclose(fast, ref, atol=2e-4), float((fast - ref).abs().max())
+
+
+def test_relu_mix_table_equals_the_channel_sum():
+    g = torch.Generator().manual_seed(0)
+    b, c, p, r = 3, 50, 400, 5
+    u, v = torch.randn(b, p, generator=g), torch.randn(b, p, generator=g)
+    v[0, :7] = 0.0  # noise exactly zero: the t = +-inf / nan limits
+    u[0, :3] = 0.0
+    alpha = torch.randn(b, c, generator=g)
+    alpha[1, :4] = 0.0  # channels that ignore u
+    beta = torch.randn(b, c, generator=g)
+    rows = torch.randn(b, c, r, generator=g)
+
+    def brute(pre):  # pre: (B, C, P)
+        return torch.einsum("bcr,bcp->brp", rows.double(), pre.double().relu())
+
+    with_noise = relu_mix_table(u, v.abs(), v < 0, alpha, torch.ones_like(alpha), rows)
+    expect = brute(alpha[:, :, None] * u[:, None] + v[:, None])
+    assert torch.allclose(with_noise.double(), expect, atol=1e-4)
+    with_bias = relu_mix_table(u, torch.ones_like(u), None, alpha, beta, rows)
+    expect = brute(alpha[:, :, None] * u[:, None] + beta[:, :, None])
+    assert torch.allclose(with_bias.double(), expect, atol=1e-4)
 
 
 def test_paper_options_run_on_the_dense_path():

@@ -239,6 +239,20 @@ class StyleGAN(Generator):
             self._nets.popitem(last=False)
         return net
 
+    def build_network(self, seed: int, group: int, device: torch.device | str = "cpu") -> None:
+        """Draw network `group`'s weights and (dictionary noise) all its maps, ahead of use.
+
+        Rendering draws both lazily; this front-loads the per-network cost (benchmarks time it).
+        """
+        dev = torch.device(device)
+        self._network(seed, group, dev)
+        if self.config.noise_maps == "dictionary":
+            d = self.config.noise_dictionary_size
+            groups = torch.full((d,), group, dtype=torch.int64, device=dev)
+            for li, layer in enumerate(self.layers):
+                if layer.kind == "conv":
+                    self._dictionary_noise(seed, groups, li, layer.res, torch.arange(d, device=dev))
+
     # ---- per-image parameters ---------------------------------------------------------------
     def _styles(self, w: torch.Tensor, nets: list[dict], group_of: torch.Tensor,
                 li: int, layer: Layer) -> torch.Tensor:

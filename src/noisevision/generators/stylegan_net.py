@@ -126,16 +126,17 @@ def conv_shared(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
 
 
 def tap_matrix(p: LayerParams, bank9: torch.Tensor) -> torch.Tensor:
-    """(B, 9, C_in) with T[t, i] = s_i f_{k(i)}[t]: the 9 taps of the modulated tied filters.
+    """(B, C_in, 9) with T[i, t] = s_i f_{k(i)}[t]: the 9 taps of the modulated tied filters.
 
     `bank9` is the (40, 9) bank in the tap order `taps_to_map` expects (flipped for non-up).
+    Matmuls read it transposed, (B, 9, C_in), as a strided view (no copy).
     """
-    return (F.embedding(p.k, bank9) * p.s[:, :, None]).transpose(1, 2).contiguous()
+    return F.embedding(p.k, bank9) * p.s[:, :, None]
 
 
 def rgb_matrix(layer: Layer, p: LayerParams) -> torch.Tensor:
-    """(B, 3, C_in) ToRGB weights: 1x1 modulated, no demodulation, style gain 1/sqrt(C_in)."""
-    return p.rgb_weight * (p.s[:, None, :] / math.sqrt(layer.c_in))
+    """(B, C_in, 3) ToRGB weights: 1x1 modulated, no demodulation, style gain 1/sqrt(C_in)."""
+    return p.rgb_weight.transpose(1, 2) * (p.s[:, :, None] / math.sqrt(layer.c_in))
 
 
 def taps_to_map(taps: torch.Tensor, side: int, up: bool) -> torch.Tensor:
@@ -153,6 +154,50 @@ def taps_to_map(taps: torch.Tensor, side: int, up: bool) -> torch.Tensor:
     return F.fold(taps, (side, side), 3, padding=1)
 
 
+def relu_mix_table(u: torch.Tensor, w: torch.Tensor, sign: torch.Tensor | None,
+                   alpha: torch.Tensor, kappa: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """out[b, r, p] = sum_i rows[b, i, r] relu(alpha_i u_p + kappa_i s_p w_p), without the C maps.
+
+    u, w: (B, P) per-pixel values with w >= 0; sign: (B, P) bool, True where s_p = -1 (None: all
+    +1); alpha, kappa: (B, C); rows: (B, C, R). For w > 0, channel i is active iff
+    alpha_i t + kappa_i s > 0 with t = u / w: a threshold tau_i = -kappa_i s / alpha_i on t, so the
+    sum is piecewise linear in t, A_j u + B_j w on the interval j between sorted thresholds. The
+    tables A, B (prefix sums of the per-channel terms in threshold order, in float64) cost O(C R)
+    per image; each pixel costs one binary search and one 2R-float table row instead of C channel
+    values and an R x C matmul. Exact up to float rounding (at a threshold the channel is zero, so
+    either interval gives the same value); w = 0 gives t = +-inf, the limit, or nan with u = 0,
+    where every term is zero.
+    """
+    b, c = alpha.shape
+    r = rows.shape[-1]
+    rows64, a64 = rows.double(), alpha.double()
+    tables, taus = [], []
+    for s in ((1.0, -1.0) if sign is not None else (1.0,)):
+        k64 = kappa.double() * s
+        tau = torch.where(a64 != 0, -k64 / a64.where(a64 != 0, 1.0), torch.inf)
+        tau_s, order = torch.sort(tau, dim=1, stable=True)
+        base_on = (a64 < 0) | ((a64 == 0) & (k64 > 0))  # active as t -> -inf
+        step = torch.where(a64 > 0, 1.0, torch.where(a64 < 0, -1.0, 0.0))  # enters / leaves
+        coef = torch.stack([a64, k64], 2)  # (B, C, 2): per-channel slope in u and in w
+        terms = rows64[:, :, None, :] * coef[..., None]  # (B, C, 2, R)
+        base = (terms * base_on[:, :, None, None]).sum(1)  # (B, 2, R)
+        delta = torch.gather(terms * step[:, :, None, None], 1,
+                             order[:, :, None, None].expand(-1, -1, 2, r))
+        table = torch.cat([base[:, None], base[:, None] + delta.cumsum(1)], 1)  # (B, C+1, 2, R)
+        tables.append(table.reshape(b, c + 1, 2 * r))
+        taus.append(tau_s.to(u.dtype).contiguous())
+    t = u / w
+    j = torch.searchsorted(taus[0], t)  # number of thresholds below t: the interval
+    if sign is not None:
+        j = torch.where(sign, torch.searchsorted(taus[1], t) + (c + 1), j)
+    j += (torch.arange(b, device=u.device) * (len(tables) * (c + 1)))[:, None]
+    flat = torch.stack(tables, 1).reshape(-1, 2 * r).to(u.dtype)
+    ab = F.embedding(j, flat)  # (B, P, 2R)
+    out = ab[..., :r] * u[..., None]
+    out.addcmul_(ab[..., r:], w[..., None])
+    return out.transpose(1, 2)
+
+
 def synthesize_tied(const: torch.Tensor, layers: list[Layer], params: list[LayerParams],
                     bank: torch.Tensor, buffer) -> torch.Tensor:
     """Fast path for W[o, i] = a_o f_{k(i)} (filter tied to the input, amplitude per output).
@@ -160,57 +205,78 @@ def synthesize_tied(const: torch.Tensor, layers: list[Layer], params: list[Layer
     Modulation gives a_o s_i f_{k(i)}; demodulation d_o = (a_o^2 E + eps)^-1/2 with
     E = sum_i s_i^2 |f_{k(i)}|^2, so every output channel is c_o z + noise + bias with c_o = a_o d_o
     and ONE map per image z = sum_i s_i f_{k(i)} * x_i. Since the filters are 3x3, z is the shifted
-    sum of 9 tap maps P_t = sum_i s_i f_{k(i)}[t] x_i: one (B, 9, C_in) x (B, C_in, HW) batched
-    matmul per layer (12 rows when the ToRGB of the same activations is computed with it), so each
-    activation tensor is read once and no dense convolution is needed. The activations
-    relu(g (c_o z + noise + b_o)) are written into `buffer(numel, dtype, device)`, one reused flat
-    workspace (fresh multi-megabyte tensors cost page faults on every layer).
+    sum of 9 tap maps P_t = sum_i s_i f_{k(i)}[t] x_i (12 rows when the ToRGB of the same
+    activations is computed with them), so no dense convolution is needed. The rows are computed
+    from the activations x_i = relu(g (c_i z + noise + b_i)) in one of two ways:
+
+    * without bias or without noise, x_i = relu(alpha_i u + kappa_i w) with two per-pixel maps,
+      and the weighted channel sums are piecewise linear in u / w: `relu_mix_table`, which never
+      builds the C channel maps;
+    * with both, the (B, C, HW) activations are written once into `buffer(numel, dtype, device)`,
+      one reused flat workspace (fresh multi-megabyte tensors cost page faults on every layer),
+      and read by one (B, R, C) x (B, C, HW) batched matmul.
     """
     b = const.shape[0]
     dtype = const.dtype
     nk = bank.shape[0]
     bank9_up = bank.reshape(nk, 9)  # tap t = 3 dy + dx, as the transposed convolution adds it
     bank9 = bank.flip(1, 2).reshape(nk, 9)  # correlation: tap t reads pixel (y + 1 - dy, ...)
-    filt_energy = bank9.square().sum(1)  # |f_k|^2
 
     def taps_of(li: int) -> torch.Tensor:
         return tap_matrix(params[li], bank9_up if layers[li].up else bank9)
 
-    x = const.reshape(b, layers[0].c_in, -1)  # (B, C, HW): dense input, then the workspace
+    x = const.reshape(b, layers[0].c_in, -1)  # dense (B, C, HW) activations, or None
+    lazy = None  # (u, noise, alpha, beta) of the last conv's output when x is None
+
+    def weighted_sums(rows: torch.Tensor) -> torch.Tensor:
+        """(B, C, R) rows -> (B, R, HW) sums over the current activations' channels."""
+        nonlocal x
+        if x is None:
+            u, noise, alpha, beta = lazy
+            if beta is None and noise is not None:
+                return relu_mix_table(u, noise.abs(), noise < 0, alpha, torch.ones_like(alpha),
+                                      rows.float()).to(dtype)
+            if noise is None:
+                ones = torch.ones_like(u)
+                beta = torch.zeros_like(alpha) if beta is None else beta
+                return relu_mix_table(u, ones, None, alpha, beta, rows.float()).to(dtype)
+            c_out = alpha.shape[1]
+            x = buffer(b * c_out * u.shape[1], dtype, u.device).view(b, c_out, u.shape[1])
+            torch.addcmul(noise[:, None].to(dtype), alpha[:, :, None].to(dtype),
+                          u[:, None].to(dtype), out=x)
+            x.add_(beta[:, :, None].to(dtype))
+            x.relu_()
+        return torch.bmm(rows.to(dtype).transpose(1, 2), x)
+
     res = const.shape[-1]
-    taps = torch.bmm(taps_of(0).to(dtype), x)  # (B, 9, HW) of layer 0
+    taps_t = taps_of(0)
+    taps = weighted_sums(taps_t)  # (B, 9, HW) of layer 0
     img = None
     for li, (layer, p) in enumerate(zip(layers, params, strict=True)):
         if layer.kind == "torgb":
             rows = rgb_matrix(layer, p)
             nxt = li + 1 < len(layers)
-            if nxt:  # the next conv reads the same activations: one matmul for both
-                rows = torch.cat([rows, taps_of(li + 1)], 1)
-            out = torch.bmm(rows.to(dtype), x)  # (B, 3 [+ 9], HW)
+            if nxt:  # the next conv reads the same activations: one pass for both
+                taps_t = taps_of(li + 1)
+                rows = torch.cat([rows, taps_t], 2)
+            out = weighted_sums(rows)  # (B, 3 [+ 9], HW)
             rgb = out[:, :3].reshape(b, 3, res, res).float()
             img = rgb if img is None else upsample2x(img) + rgb
             if nxt:
                 taps = out[:, 3:]
             continue
         if taps is None:  # conv1 of a block: its input is conv0's output
-            taps = torch.bmm(taps_of(li).to(dtype), x)
+            taps_t = taps_of(li)
+            taps = weighted_sums(taps_t)
         z = taps_to_map(taps, res, layer.up)  # (B, 1, R, R)
         res = z.shape[-1]
         taps = None
-        energy = (p.s.square() * filt_energy[p.k]).sum(1, keepdim=True)  # (B, 1)
+        energy = taps_t.square().sum((1, 2))[:, None]  # sum_i s_i^2 |f_k(i)|^2, (B, 1)
         c = p.a * torch.rsqrt(p.a.square() * energy + DEMOD_EPS)  # (B, C_out)
-        # relu(c z + noise + b) * g == relu(g c z + g noise + g b) for g > 0: scale the small
-        # tensors, then write the (B, C_out, HW) activations once and finish them in place
-        cg = (c * ACT_GAIN)[:, :, None].to(dtype)
-        zf = z.reshape(b, 1, res * res)
-        x = buffer(b * layer.c_out * res * res, dtype, const.device).view(b, layer.c_out, res * res)
-        if p.noise is not None:
-            torch.addcmul((p.noise.reshape(b, 1, -1) * ACT_GAIN).to(dtype), cg, zf, out=x)
-        else:
-            torch.mul(cg, zf, out=x)
-        if p.bias is not None:
-            x.add_((p.bias * ACT_GAIN)[:, :, None].to(dtype))
-        x.relu_()
+        # relu(c z + noise + b) * g == relu(g c z + g noise + g b) for g > 0
+        noise = None if p.noise is None else p.noise.reshape(b, -1).float() * ACT_GAIN
+        bias = None if p.bias is None else p.bias.float() * ACT_GAIN
+        x, lazy = None, (z.reshape(b, -1).float(), noise, c * ACT_GAIN, bias)
     return img
 
 
