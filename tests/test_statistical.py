@@ -210,3 +210,11 @@ def test_textured_dead_leaves_fill_each_leaf_with_a_pool_texture():
         assert torch.allclose(x[b].permute(1, 2, 0), want, atol=1e-6)
         used |= set(tex.unique().tolist())
     assert len(used) >= 4  # leaves pick among the pool, not one texture
+
+
+@pytest.mark.parametrize("res,scales", [(48, 1), (96, 2), (80, 2)])
+def test_other_resolutions_that_the_pyramid_allows(res, scales):
+    gen = create_generator("stat_spectrum_color_wmm", resolution=res, iterations=2)
+    assert gen.config.pyramid_scales == scales
+    x = gen.generate(range(2), seed=SEED)
+    assert x.shape == (2, 3, res, res) and float(x.min()) == 0.0 and float(x.max()) == 1.0
