@@ -72,6 +72,19 @@ def test_cap_leaves_uncovered_pixels_black():
     assert int(ids.max()) <= 19
 
 
+def test_render_shows_the_colour_of_the_topmost_leaf():
+    """render() = colour of leaf_ids() from the drawn parameters, also when the images of one
+    batch finish in different chunks (the colours are cached per active image and chunk)."""
+    gen = create_generator("dead_leaves_shapes", resolution=48)
+    idx = torch.tensor([3, 17, 0, 42, 8])
+    ids, n_cov = gen.leaf_ids(idx, seed=6)
+    assert n_cov.unique().numel() > 1 and len({int(n) // 256 for n in n_cov}) > 1
+    colour = gen.sample_leaves(idx, seed=6, start=0, stop=int(ids.max()) + 1)["colour"]
+    flat = ids.view(5, -1).long()
+    expect = colour.gather(1, flat[..., None].expand(-1, -1, 3)).view(5, 48, 48, 3)
+    assert torch.equal(gen.render(idx, seed=6), expect.permute(0, 3, 1, 2))
+
+
 def test_chunk_size_does_not_change_images():
     a = create_generator("dead_leaves_shapes", resolution=48, chunk_leaves=256)
     b = create_generator("dead_leaves_shapes", resolution=48, chunk_leaves=1024)
