@@ -80,10 +80,13 @@ def test_wmm_band_marginals_follow_the_sampled_generalised_gaussians():
     """Fine-scale bands (alpha = 4) of stat_wmm images have the tail shape of their target.
 
     Shape statistic: R = Q_|x|(0.9) / Q_|x|(0.5) (2.44 for a Gaussian, larger for heavier
-    tails), robust to the few extreme values the MATLAB-style matching puts at the support ends.
-    The final image's bands are the projection of the imposed ones through reconstruction, so
-    they match their targets only approximately: tolerances are a rank correlation >= 0.75 with
-    the target and with -beta, and a median relative error <= 15%.
+    tails), robust to the few extreme values the MATLAB-style matching puts at the support ends
+    (which make kurtosis useless here). The final image's bands are the projection of the
+    imposed ones through the pyramid's reconstruction, so they only approximate their targets:
+    measured at 64 px with seeds 1, 2 and 11, the rank correlation of R with the target's R is
+    0.81-0.86 and with -beta 0.80-0.84, and R is 13-14% below the target's (median relative
+    error; the tails come out systematically lighter). Tolerances: both rank correlations
+    >= 0.7, median relative error <= 0.2, every band heavier-tailed than a Gaussian.
     """
     res, n = 64, 6
     gen = create_generator("stat_wmm", resolution=res, correlate_channels=False)
@@ -100,9 +103,9 @@ def test_wmm_band_marginals_follow_the_sampled_generalised_gaussians():
                    targets[1]["hist"].counts.view(n, 3, 4, 801)], dim=2)  # level 0
     expected = _abs_quantile_ratio_target(h, 0.5, 0.9)
     beta = params["betas"][:, :, :5]
-    assert scipy.stats.spearmanr(measured.flatten(), expected.flatten()).statistic >= 0.75
-    assert scipy.stats.spearmanr(measured.flatten(), -beta.flatten()).statistic >= 0.75
-    assert float(((measured - expected).abs() / expected).median()) <= 0.15
+    assert scipy.stats.spearmanr(measured.flatten(), expected.flatten()).statistic >= 0.7
+    assert scipy.stats.spearmanr(measured.flatten(), -beta.flatten()).statistic >= 0.7
+    assert float(((measured - expected).abs() / expected).median()) <= 0.2
     assert float(measured.min()) > 2.44  # heavier-tailed than a Gaussian, as every target
 
 
