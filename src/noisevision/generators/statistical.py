@@ -60,8 +60,8 @@ class StatisticalConfig:
     impose_color: bool = False  # impose the colour model's per-channel histograms
     correlate_channels: bool = True  # work in a random PCA colour basis, rotate back at the end
     #   (true for all four published datasets)
-    iterations: int = 10  # rounds of spectrum -> WMM -> colour; MATLAB code and paper use 10,
-    #   enough for the alternating projections to settle (fewer: faster, statistics less exact)
+    iterations: int = 10  # rounds of spectrum -> WMM -> colour; MATLAB code and paper use 10
+    #   (fewer: faster, statistics less exact); the spectrum alone is a projection, run once
     exponent_mode: str = "matlab"  # "matlab": s ~ U(lo, hi), a = s + d, b = s - d,
     #   d ~ N(0, exponent_jitter), the code behind the published data (near-isotropic slopes);
     #   "paper": a, b independent U(lo, hi) as the paper's text says (sec. 3.3)
