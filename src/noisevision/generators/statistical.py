@@ -392,7 +392,7 @@ class StatisticalModel(Generator):
         step = CPU_SUBBATCH if x.device.type == "cpu" else B
         if step >= B:
             return self.render_from(x, params)
-        # CPU: a few images at a time keep the pyramid's working set in cache (about 1.2x faster
+        # CPU: a few images at a time keep the pyramid's working set in cache (about 1.4x faster
         # than whole batches); every image is computed on its own either way
         return torch.cat([self.render_from(x[i:i + step], _slice_params(params, i, i + step))
                           for i in range(0, B, step)])
