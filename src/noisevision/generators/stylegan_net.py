@@ -170,32 +170,62 @@ def relu_mix_table(u: torch.Tensor, w: torch.Tensor, sign: torch.Tensor | None,
     """
     b, c = alpha.shape
     r = rows.shape[-1]
-    rows64, a64 = rows.double(), alpha.double()
-    tables, taus = [], []
-    for s in ((1.0, -1.0) if sign is not None else (1.0,)):
-        k64 = kappa.double() * s
-        tau = torch.where(a64 != 0, -k64 / a64.where(a64 != 0, 1.0), torch.inf)
-        tau_s, order = torch.sort(tau, dim=1, stable=True)
-        base_on = (a64 < 0) | ((a64 == 0) & (k64 > 0))  # active as t -> -inf
-        step = torch.where(a64 > 0, 1.0, torch.where(a64 < 0, -1.0, 0.0))  # enters / leaves
-        coef = torch.stack([a64, k64], 2)  # (B, C, 2): per-channel slope in u and in w
-        terms = rows64[:, :, None, :] * coef[..., None]  # (B, C, 2, R)
-        base = (terms * base_on[:, :, None, None]).sum(1)  # (B, 2, R)
-        delta = torch.gather(terms * step[:, :, None, None], 1,
-                             order[:, :, None, None].expand(-1, -1, 2, r))
-        table = torch.cat([base[:, None], base[:, None] + delta.cumsum(1)], 1)  # (B, C+1, 2, R)
-        tables.append(table.reshape(b, c + 1, 2 * r))
-        taus.append(tau_s.to(u.dtype).contiguous())
+    ns = 1 if sign is None else 2  # tables for s = +1 (and -1)
+    a64 = alpha.double()[:, None].expand(b, ns, c)  # (B, S, C)
+    k64 = kappa.double()[:, None] * torch.tensor([1.0, -1.0][:ns], dtype=torch.float64,
+                                                 device=alpha.device)[None, :, None]
+    tau = torch.where(a64 != 0, -k64 / a64, torch.inf)  # threshold on t; never for alpha = 0
+    tau_s, order = torch.sort(tau, dim=2, stable=True)
+    on = (a64 < 0) | ((a64 == 0) & (k64 > 0))  # active as t -> -inf
+    rows64 = rows.double()[:, None]  # (B, 1, C, R)
+    terms = torch.cat([(rows64 * a64[..., None]), (rows64 * k64[..., None])], 3)  # (B,S,C,2R)
+    base = (terms * on[..., None]).sum(2, keepdim=True)  # (B, S, 1, 2R)
+    # crossing tau_i, channel i enters (alpha_i > 0) or leaves (alpha_i < 0) the active set
+    delta = torch.gather(terms * torch.sign(a64)[..., None], 2,
+                         order[..., None].expand(-1, -1, -1, 2 * r))
+    table = torch.cat([base, delta.cumsum(2).add_(base)], 2)  # (B, S, C + 1, 2R)
+    tau_s = tau_s.to(u.dtype)
     t = u / w
-    j = torch.searchsorted(taus[0], t)  # number of thresholds below t: the interval
+    j = torch.searchsorted(tau_s[:, 0].contiguous(), t)  # thresholds below t: the interval
     if sign is not None:
-        j = torch.where(sign, torch.searchsorted(taus[1], t) + (c + 1), j)
-    j += (torch.arange(b, device=u.device) * (len(tables) * (c + 1)))[:, None]
-    flat = torch.stack(tables, 1).reshape(-1, 2 * r).to(u.dtype)
-    ab = F.embedding(j, flat)  # (B, P, 2R)
+        j = torch.where(sign, torch.searchsorted(tau_s[:, 1].contiguous(), t) + (c + 1), j)
+    j += (torch.arange(b, device=u.device) * (ns * (c + 1)))[:, None]
+    ab = F.embedding(j, table.reshape(-1, 2 * r).to(u.dtype))  # (B, P, 2R)
     out = ab[..., :r] * u[..., None]
     out.addcmul_(ab[..., r:], w[..., None])
     return out.transpose(1, 2)
+
+
+CHUNK_ELEMENTS = 1 << 20  # CPU: activations built per image in chunks of ~4 MiB (cache-sized)
+
+
+def _materialized_sums(u: torch.Tensor, noise: torch.Tensor, alpha: torch.Tensor,
+                       beta: torch.Tensor, rows: torch.Tensor, dtype: torch.dtype,
+                       buffer) -> torch.Tensor:
+    """sum_i rows[b, i, r] relu(alpha_i u + noise + beta_i) with the channel maps built.
+
+    On CPU each image's (C, HW) activations are built and reduced chunk by chunk in a reused
+    cache-sized workspace (about 2x faster than whole-batch passes through memory; the same calls
+    for an image whatever its batch). On GPU, one whole-batch pass into a reused workspace.
+    """
+    b, c = alpha.shape
+    hw = u.shape[1]
+    a, n, bias = alpha[:, :, None].to(dtype), noise[:, None].to(dtype), beta[:, :, None].to(dtype)
+    uu, rows_t = u[:, None].to(dtype), rows.to(dtype).transpose(1, 2)  # (B, R, C) view
+    if u.device.type != "cpu":
+        x = buffer(b * c * hw, dtype, u.device).view(b, c, hw)
+        torch.addcmul(n, a, uu, out=x)
+        return torch.bmm(rows_t, x.add_(bias).relu_())
+    out = torch.empty(b, rows.shape[-1], hw, dtype=dtype, device=u.device)
+    step = min(hw, max(256, CHUNK_ELEMENTS // c))
+    work = buffer(c * step, dtype, u.device)
+    for i in range(b):
+        for p0 in range(0, hw, step):
+            sl = slice(p0, min(hw, p0 + step))
+            x = work[:c * (sl.stop - p0)].view(c, sl.stop - p0)
+            torch.addcmul(n[i, :, sl], a[i], uu[i, :, sl], out=x)
+            torch.mm(rows_t[i], x.add_(bias[i]).relu_(), out=out[i, :, sl])
+    return out
 
 
 def synthesize_tied(const: torch.Tensor, layers: list[Layer], params: list[LayerParams],
@@ -212,9 +242,9 @@ def synthesize_tied(const: torch.Tensor, layers: list[Layer], params: list[Layer
     * without bias or without noise, x_i = relu(alpha_i u + kappa_i w) with two per-pixel maps,
       and the weighted channel sums are piecewise linear in u / w: `relu_mix_table`, which never
       builds the C channel maps;
-    * with both, the (B, C, HW) activations are written once into `buffer(numel, dtype, device)`,
-      one reused flat workspace (fresh multi-megabyte tensors cost page faults on every layer),
-      and read by one (B, R, C) x (B, C, HW) batched matmul.
+    * with both, the activations are written into `buffer(numel, dtype, device)`, a reused flat
+      workspace (fresh multi-megabyte tensors cost page faults on every layer), and reduced by a
+      (R, C) x (C, HW) matmul per image (`_materialized_sums`).
     """
     b = const.shape[0]
     dtype = const.dtype
@@ -240,12 +270,7 @@ def synthesize_tied(const: torch.Tensor, layers: list[Layer], params: list[Layer
                 ones = torch.ones_like(u)
                 beta = torch.zeros_like(alpha) if beta is None else beta
                 return relu_mix_table(u, ones, None, alpha, beta, rows.float()).to(dtype)
-            c_out = alpha.shape[1]
-            x = buffer(b * c_out * u.shape[1], dtype, u.device).view(b, c_out, u.shape[1])
-            torch.addcmul(noise[:, None].to(dtype), alpha[:, :, None].to(dtype),
-                          u[:, None].to(dtype), out=x)
-            x.add_(beta[:, :, None].to(dtype))
-            x.relu_()
+            return _materialized_sums(u, noise, alpha, beta, rows, dtype, buffer)
         return torch.bmm(rows.to(dtype).transpose(1, 2), x)
 
     res = const.shape[-1]
