@@ -13,6 +13,8 @@ from noisevision.errors import ConfigError, UsageError
 from noisevision.generators import create_generator
 from noisevision.generators.stylegan import hash_words, uniform16
 from noisevision.generators.stylegan_filters import (
+    blur_after_transpose,
+    conv_transpose_stride2,
     lanczos_matrix,
     laplacian_envelope,
     pink_noise,
@@ -133,6 +135,19 @@ def test_lanczos_envelope_rows_sum_to_one_and_interpolate():
     for mode in ("lanczos", "bicubic"):
         assert torch.allclose(laplacian_envelope(grid, 32, mode), torch.ones(2, 32, 32),
                               atol=1e-5)
+
+
+# ---- resampling ---------------------------------------------------------------------------------
+def test_parity_split_transposed_conv_and_separable_blur_equal_the_plain_ops():
+    g = torch.Generator().manual_seed(1)
+    x, w = torch.randn(2, 5, 6, 7, generator=g), torch.randn(4, 5, 3, 3, generator=g)
+    plain = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)
+    assert torch.allclose(conv_transpose_stride2(x, w), plain, atol=1e-5)
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    fir = (k[:, None] * k[None, :] / 16.0)[None, None]
+    blurred = F.conv2d(F.pad(plain.reshape(8, 1, 13, 15), (1, 1, 1, 1)), fir).reshape(2, 4, 12, 14)
+    assert torch.allclose(blur_after_transpose(plain), blurred, atol=1e-5)
+    assert torch.allclose(blur_after_transpose(plain[:, :1]), blurred[:, :1], atol=1e-5)
 
 
 # ---- network shape ----------------------------------------------------------------------------

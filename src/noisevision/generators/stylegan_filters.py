@@ -155,24 +155,40 @@ def pink_noise(alpha: torch.Tensor, phase_u: torch.Tensor,
     return x / (x.std(dim=(-2, -1), keepdim=True, unbiased=False) + 1e-12)
 
 
-@functools.lru_cache(maxsize=8)
-def _fir_kernel(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    k = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=dtype, device=device)
-    return (k[:, None] * k[None, :] / 16.0)[None, None]  # (1, 1, 4, 4), gain 4 = up^2
-
-
 def blur_after_transpose(z: torch.Tensor) -> torch.Tensor:
-    """[1,3,3,1]^2 FIR (gain 4) on (B, C, 2H+1, 2W+1) transposed-conv output -> (B, C, 2H, 2W)."""
-    b, c, h, w = z.shape
-    if c == 1:  # one map per image (fast wavelet path): separable slice sums beat a 1-ch conv
-        p = F.pad(z, (1, 1, 1, 1))
-        p = (p[..., :w - 1] + p[..., 3:w + 2]).add_(p[..., 1:w] + p[..., 2:w + 1], alpha=3.0)
-        p = (p[..., :h - 1, :] + p[..., 3:h + 2, :]).add_(p[..., 1:h, :] + p[..., 2:h + 1, :],
-                                                           alpha=3.0)
-        return p.mul_(1.0 / 16.0)
-    k = _fir_kernel(z.device, z.dtype)
-    out = F.conv2d(F.pad(z.reshape(b * c, 1, h, w), (1, 1, 1, 1)), k)
-    return out.reshape(b, c, h - 1, w - 1)
+    """[1,3,3,1]^2 FIR (gain 4) on (B, C, 2H+1, 2W+1) transposed-conv output -> (B, C, 2H, 2W).
+
+    Separable: four shifted slices per axis (a 1-channel 4x4 convolution over B*C maps is far
+    slower on CPU). The kernel is symmetric, so correlation and convolution agree.
+    """
+    h, w = z.shape[-2:]
+    p = F.pad(z, (1, 1, 1, 1))
+    p = (p[..., :w - 1] + p[..., 3:w + 2]).add_(p[..., 1:w] + p[..., 2:w + 1], alpha=3.0)
+    p = (p[..., :h - 1, :] + p[..., 3:h + 2, :]).add_(p[..., 1:h, :] + p[..., 2:h + 1, :],
+                                                       alpha=3.0)
+    return p.mul_(1.0 / 16.0)
+
+
+def conv_transpose_stride2(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """F.conv_transpose2d(x, weight.transpose(0, 1), stride=2) for a (O, I, 3, 3) weight.
+
+    Output pixel (2m + dy', 2n + dx') only receives the kernel taps of its parity, so the
+    transposed convolution is four ordinary convolutions of x (2x2, 2x1, 1x2 and 1x1 sub-kernels,
+    the same multiply count) interleaved on the (2h + 1, 2w + 1) grid; oneDNN runs ordinary
+    convolutions several times faster than transposed ones on CPU.
+    """
+    b, _, h, w = x.shape
+    even = [2, 0]  # even output rows 2m: tap 2 reads input row m - 1, tap 0 reads row m
+    ee = F.conv2d(x, weight[:, :, even][:, :, :, even], padding=1)  # (B, O, h + 1, w + 1)
+    eo = F.conv2d(x, weight[:, :, even, 1:2], padding=(1, 0))  # (h + 1, w)
+    oe = F.conv2d(x, weight[:, :, 1:2, even], padding=(0, 1))  # (h, w + 1)
+    oo = F.conv2d(x, weight[:, :, 1:2, 1:2])  # (h, w)
+    z = x.new_empty(b, weight.shape[0], 2 * h + 1, 2 * w + 1)
+    z[:, :, 0::2, 0::2] = ee
+    z[:, :, 0::2, 1::2] = eo
+    z[:, :, 1::2, 0::2] = oe
+    z[:, :, 1::2, 1::2] = oo
+    return z
 
 
 def upsample2x(x: torch.Tensor) -> torch.Tensor:

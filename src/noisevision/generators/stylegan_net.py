@@ -30,7 +30,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from noisevision.generators.stylegan_filters import blur_after_transpose, upsample2x
+from noisevision.generators.stylegan_filters import (
+    blur_after_transpose,
+    conv_transpose_stride2,
+    upsample2x,
+)
 
 DEMOD_EPS = 1e-8  # added to the demodulation sum of squares (StyleGAN2)
 ACT_GAIN = math.sqrt(2.0)  # ReLU gain (StyleGAN2 bias_act)
@@ -119,7 +123,7 @@ def conv_shared(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
     d = torch.rsqrt(sq + DEMOD_EPS)
     xs = x * p.s[:, :, None, None].to(x.dtype)
     if layer.up:
-        y = blur_after_transpose(F.conv_transpose2d(xs, wt.transpose(0, 1).to(x.dtype), stride=2))
+        y = blur_after_transpose(conv_transpose_stride2(xs, wt.to(x.dtype)))
     else:
         y = F.conv2d(xs, wt.to(x.dtype), padding=1)
     return _finish(y * d[:, :, None, None].to(y.dtype), p)
