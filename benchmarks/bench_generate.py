@@ -26,7 +26,9 @@ t0 = time.perf_counter()
 r = write_dataset(gen, out, n, fmt=fmt, device=device, progress=False)
 dt = time.perf_counter() - t0
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"n": n, "seconds": dt, "images_per_s": r.written / dt, "peak_rss_mib": rss}))
+child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps({"n": n, "seconds": dt, "images_per_s": r.written / dt, "peak_rss_mib": rss,
+                  "worker_peak_rss_mib": child}))
 """
 
 
@@ -39,14 +41,16 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     print(f"{args.name} at {args.resolution} px, {args.format}, device {args.device}")
-    print(f"{'N':>9} {'seconds':>9} {'images/s':>9} {'peak RSS MiB':>13}")
+    print(f"{'N':>9} {'seconds':>9} {'images/s':>9} {'main peak RSS MiB':>18} "
+          f"{'worker peak RSS MiB':>20}")
     for n in args.n:
         with tempfile.TemporaryDirectory() as out:
             proc = subprocess.run([sys.executable, "-c", CHILD, args.name, str(n),
                                    str(args.resolution), out, args.format, args.device],
                                   capture_output=True, text=True, check=True)
         r = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"{n:>9} {r['seconds']:>9.1f} {r['images_per_s']:>9.1f} {r['peak_rss_mib']:>13.0f}")
+        print(f"{n:>9} {r['seconds']:>9.1f} {r['images_per_s']:>9.1f} "
+              f"{r['peak_rss_mib']:>18.0f} {r['worker_peak_rss_mib']:>20.0f}")
     print("reference (dead leaves, one process, JPEG): 1.25-1.66 images/s at 128 px")
 
 

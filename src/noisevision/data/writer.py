@@ -1,16 +1,20 @@
 """Write a generated dataset to an image folder: resumable, shardable, never half-written.
 
-Images are rendered in batches on the chosen device; encoding and writing run on a pool of
-threads (PIL's encoders release the GIL). Every file is written under a temporary name and renamed,
-so a killed run leaves only complete images, and rerunning the same command skips them.
+On CPU, `workers` single-threaded processes each render and write whole batches (one intra-op
+thread per process scales with the cores and stays fast on a busy machine, where two intra-op
+threads wait on each other). On a GPU, the main process renders and a pool of threads encodes
+and writes (PIL's encoders release the GIL). Every file is written under a temporary name and
+renamed, so a killed run leaves only complete images, and rerunning the same command skips them.
+Image i is a pure function of (config, seed, i), so neither path changes a byte.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
+import queue
 import shutil
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +33,7 @@ from noisevision.data.layout import (
 from noisevision.data.manifest import MANIFEST, Manifest
 from noisevision.device import resolve_device
 from noisevision.errors import UsageError
-from noisevision.generators.base import Generator
+from noisevision.generators.base import Generator, generator_from_description
 
 SCALES = {  # the paper's dataset sizes (reference-implementation.md §1)
     "small": {"n": 105_000, "resolution": 128},
@@ -110,9 +114,13 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
                   start: int = 0, fmt: str = "png", jpeg_quality: int = 95,
                   workers: int | None = None,
                   device: str | torch.device = "cpu", shard: Shard | None = None,
-                  batch_size: int | None = None, overwrite: bool = False, progress: bool = True,
-                  on_batch: Callable[[int], None] | None = None) -> WriteResult:
-    """Render images [start, start + n) of `generator` (this shard's block) into `out`."""
+                  batch_size: int | None = None, overwrite: bool = False,
+                  progress: bool = True) -> WriteResult:
+    """Render images [start, start + n) of `generator` (this shard's block) into `out`.
+
+    `workers`: CPU rendering processes (CPU device) or encoder threads (GPU device); default the
+    number of CPU cores.
+    """
     if not isinstance(n, int) or n <= 0:
         raise UsageError(f"number of images must be a positive integer, got {n!r}")
     if start < 0:
@@ -146,30 +154,50 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
 
     bs = batch_size or generator.default_batch_size(dev)
     nworkers = workers or max(1, os.cpu_count() or 1)
+    batches = [todo[b:b + bs] for b in range(0, len(todo), bs)]
+    job = _Job(out=out, seed=seed, fmt=fmt, jpeg_quality=jpeg_quality)
     bar = tqdm(total=hi - lo, initial=skipped, unit="img", disable=not progress,
                desc=generator.name, smoothing=0.05, dynamic_ncols=True)
+    try:
+        if dev.type == "cpu" and nworkers > 1 and len(batches) > 1:
+            written = _write_processes(generator, job, batches, nworkers, bar)
+        else:
+            written = _write_threads(generator, job, batches, dev, nworkers, bar)
+    finally:
+        bar.close()
+    return WriteResult(out=out, written=written, skipped=skipped, indices=(lo, hi))
+
+
+@dataclass(frozen=True)
+class _Job:
+    out: Path
+    seed: int
+    fmt: str
+    jpeg_quality: int
+
+    def save(self, indices: list[int], arrays) -> int:
+        for i, arr in zip(indices, arrays, strict=True):
+            data = encode(arr, self.fmt, self.jpeg_quality)
+            write_atomic(image_path(self.out, i, self.fmt), data)
+        return len(indices)
+
+
+def _write_threads(generator: Generator, job: _Job, batches: list[list[int]],
+                   dev: torch.device, nthreads: int, bar: tqdm) -> int:
+    """Render in this process (any device); encode and write on a thread pool."""
     pending: deque[Future] = deque()
     written = 0
-
-    def save(batch_idx: list[int], arrays) -> int:
-        for i, arr in zip(batch_idx, arrays, strict=True):
-            write_atomic(image_path(out, i, fmt), encode(arr, fmt, jpeg_quality))
-        return len(batch_idx)
-
-    with ThreadPoolExecutor(nworkers) as pool:
+    with ThreadPoolExecutor(nthreads) as pool:
         try:
-            for b in range(0, len(todo), bs):
-                batch_idx = todo[b:b + bs]
-                idx = torch.tensor(batch_idx, dtype=torch.int64, device=dev)
+            for batch in batches:
+                idx = torch.tensor(batch, dtype=torch.int64, device=dev)
                 with torch.no_grad():
-                    arrays = to_uint8(generator.render(idx, seed))
-                pending.append(pool.submit(save, batch_idx, arrays))
-                while len(pending) > 2 * nworkers or (pending and pending[0].done()):
+                    arrays = to_uint8(generator.render(idx, job.seed))
+                pending.append(pool.submit(job.save, batch, arrays))
+                while len(pending) > 2 * nthreads or (pending and pending[0].done()):
                     k = pending.popleft().result()
                     written += k
                     bar.update(k)
-                    if on_batch:
-                        on_batch(written)
             while pending:
                 k = pending.popleft().result()
                 written += k
@@ -178,6 +206,68 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
             for f in pending:
                 f.cancel()
             raise
-        finally:
-            bar.close()
-    return WriteResult(out=out, written=written, skipped=skipped, indices=(lo, hi))
+    return written
+
+
+def _worker(desc: dict, job: _Job, tasks, results) -> None:
+    """A CPU rendering process: one intra-op thread, whole batches rendered and written."""
+    torch.set_num_threads(1)
+    try:
+        generator = generator_from_description(desc)
+        while (batch := tasks.get()) is not None:
+            with torch.no_grad():
+                arrays = to_uint8(generator.render(torch.tensor(batch, dtype=torch.int64),
+                                                   job.seed))
+            results.put(("done", job.save(batch, arrays)))
+    except UsageError as exc:
+        results.put(("error", str(exc)))
+    except KeyboardInterrupt:
+        pass
+    except BaseException as exc:  # report, so the parent can stop with the cause
+        results.put(("crash", f"{type(exc).__name__}: {exc}"))
+    results.put(("exit", None))
+
+
+def _write_processes(generator: Generator, job: _Job, batches: list[list[int]],
+                     nworkers: int, bar: tqdm) -> int:
+    """Render and write on `nworkers` single-threaded CPU processes pulling batches."""
+    ctx = mp.get_context("spawn")
+    tasks, results = ctx.Queue(), ctx.Queue()
+    for batch in batches:
+        tasks.put(batch)
+    nworkers = min(nworkers, len(batches))
+    for _ in range(nworkers):
+        tasks.put(None)
+    desc = generator.describe()
+    procs = [ctx.Process(target=_worker, args=(desc, job, tasks, results), daemon=True)
+             for _ in range(nworkers)]
+    for p in procs:
+        p.start()
+    written = exited = 0
+    try:
+        while exited < nworkers:
+            try:
+                kind, value = results.get(timeout=1.0)
+            except queue.Empty:
+                dead = [p for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"a generation worker died (exit code "
+                                       f"{dead[0].exitcode}); rerun the same command to resume"
+                                       ) from None
+                continue
+            if kind == "done":
+                written += value
+                bar.update(value)
+            elif kind == "error":
+                raise UsageError(value)
+            elif kind == "crash":
+                raise RuntimeError(f"generation worker failed: {value}")
+            else:
+                exited += 1
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join()
+    return written
