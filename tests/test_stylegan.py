@@ -223,6 +223,14 @@ def test_images_are_bit_identical_in_any_batch():
     assert torch.equal(fresh.generate([399, 400], seed=11, batch_size=1), whole[1:3])
 
 
+@pytest.mark.parametrize("name", ["stylegan_random", "stylegan_highfreq", "stylegan_sparse"])
+def test_other_variants_are_bit_identical_in_any_batch(name):
+    gen = create_generator(name, **SMALL)
+    whole = gen.generate([5, 1, 402], seed=3)
+    assert torch.equal(gen.generate([1], seed=3)[0], whole[1])
+    assert torch.equal(gen.generate([402, 5], seed=3), whole[[2, 0]])
+
+
 def test_network_is_shared_by_groups_of_images_per_network():
     a = create_generator("stylegan_random", **SMALL).generate([0, 1], seed=2)
     b = create_generator("stylegan_random", images_per_network=1, **SMALL).generate([0, 1],

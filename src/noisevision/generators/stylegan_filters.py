@@ -183,7 +183,10 @@ def conv_transpose_stride2(x: torch.Tensor, weight: torch.Tensor) -> torch.Tenso
     eo = F.conv2d(x, weight[:, :, even, 1:2], padding=(1, 0))  # (h + 1, w)
     oe = F.conv2d(x, weight[:, :, 1:2, even], padding=(0, 1))  # (h, w + 1)
     oo = F.conv2d(x, weight[:, :, 1:2, 1:2])  # (h, w)
-    z = x.new_empty(b, weight.shape[0], 2 * h + 1, 2 * w + 1)
+    fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+           else torch.contiguous_format)
+    z = torch.empty(b, weight.shape[0], 2 * h + 1, 2 * w + 1, dtype=x.dtype, device=x.device,
+                    memory_format=fmt)
     z[:, :, 0::2, 0::2] = ee
     z[:, :, 0::2, 1::2] = eo
     z[:, :, 1::2, 0::2] = oe
