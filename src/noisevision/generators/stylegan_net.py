@@ -313,9 +313,6 @@ def to_rgb(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
     """1x1 modulated conv without demodulation, style gain 1/sqrt(C_in), zero bias."""
     b, _, h, w = x.shape
     wt = p.rgb_weight * (p.s[:, None, :] / math.sqrt(layer.c_in))  # (B, 3, C_in)
-    if layer.c_in > 1 and x.is_contiguous(memory_format=torch.channels_last):
-        xv = x.permute(0, 2, 3, 1).reshape(b, h * w, layer.c_in)  # a view: (B, HW, C_in)
-        return torch.bmm(xv, wt.to(x.dtype).transpose(1, 2)).reshape(b, h, w, 3).permute(0, 3, 1, 2)
     return torch.bmm(wt.to(x.dtype), x.reshape(b, layer.c_in, h * w)).reshape(b, 3, h, w)
 
 
