@@ -121,12 +121,14 @@ def conv_shared(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
     wt = p.shared  # (O, I, 3, 3)
     sq = (p.s.square()[:, None, :] * wt.square().sum(dim=(2, 3))[None]).sum(-1)  # (B, O)
     d = torch.rsqrt(sq + DEMOD_EPS)
-    xs = x * p.s[:, :, None, None].to(x.dtype)
+    xs = x.mul_(p.s[:, :, None, None].to(x.dtype))  # in place: its ToRGB has already read x
     if layer.up:
         y = blur_after_transpose(conv_transpose_stride2(xs, wt.to(x.dtype)))
     else:
         y = F.conv2d(xs, wt.to(x.dtype), padding=1)
-    return _finish(y * d[:, :, None, None].to(y.dtype), p)
+    if p.noise is None and p.bias is None:  # relu(y d) g == relu(y) (d g) as d > 0: one pass less
+        return y.relu_().mul_((d * ACT_GAIN)[:, :, None, None].to(y.dtype))
+    return _finish(y.mul_(d[:, :, None, None].to(y.dtype)), p)
 
 
 def tap_matrix(p: LayerParams, bank9: torch.Tensor) -> torch.Tensor:
