@@ -8,7 +8,7 @@ batch, with the network's noise dictionary already drawn), the time to build one
 weights and, for High-freq/Sparse, all its per-layer pink-noise dictionary maps; paid once per
 400 images), the amortized rate over a whole network's 400 images, and peak memory (process max
 RSS on CPU, torch.cuda.max_memory_allocated on GPU). The 1-minute load average is printed with
-each line: other jobs on a shared machine slow these figures down.
+each line: other jobs on a shared machine slow these figures down (try --threads 1 there).
 """
 
 from __future__ import annotations

@@ -19,12 +19,18 @@ code is the default and the paper an option: noise_alpha=(0.5, 2.0), noise_envel
 filter_choice="pair" (High-freq per-filter wavelets), amplitude="pair" (a_{k,l} of Oriented).
 Those two "pair" options have no fast path and use the dense reference path.
 
-Determinism: on CPU an image is bit-identical in any batch (tested; matmuls whose kernels change
-with the row count are written as multiply-and-sum, and a batch of one is rendered as two). On
-CUDA, cuBLAS/cuDNN may pick other kernels per batch size, so images agree to float rounding only.
+Determinism: on CPU an image is bit-identical in any batch (tested; per-image work uses the same
+calls whatever the batch: styles are one matrix-vector product per image, batched matmuls have
+per-image shapes, and a batch of one is rendered as two). Changing the number of torch threads
+may change images by float rounding (parallel reductions split differently, and with one thread
+the bias+noise layers are reduced per image in chunks). On CUDA, cuBLAS/cuDNN may pick other
+kernels per batch size, so images agree to float rounding only.
 Bulk draws (network weights, latents, noise phases, filter choices) take two 16-bit uniforms per
-hashed word (`uniform16`) and normals by inverse CDF (`normal16`, |z| <= 4.3) to keep the
-counter-based generator cheap.
+hashed word (`uniform16`) and normals by inverse CDF (`normal16`, |z| <= 4.3); on CPU the hash
+runs in uint32 numpy (`hash_words`, bit-identical to `ImageRandom.bits`).
+
+Speed (BENCHMARKS.md): on a shared, loaded CPU one torch thread is often several times faster
+than two (parallel regions wait for descheduled threads): `torch.set_num_threads(1)`.
 """
 
 from __future__ import annotations
