@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 from noisevision.errors import UsageError
@@ -28,3 +30,23 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     elif device.type != "cpu":
         raise UsageError(f"unsupported device {spec!r} (allowed: auto, cpu, cuda, cuda:N)")
     return device
+
+
+@contextmanager
+def one_cpu_thread(device: torch.device):
+    """Render with one intra-op thread on CPU (a no-op on GPU).
+
+    Datasets are written and verified this way: a few kernels (FFTs, reductions) round
+    differently with another thread count, and a stored image must regenerate bit for bit
+    whatever machine or worker count verifies it. One thread per process is also the fast
+    choice on a busy machine.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

@@ -12,7 +12,7 @@ import torch
 from noisevision.data.encode import decode, encode, to_uint8
 from noisevision.data.layout import existing_indices, image_path
 from noisevision.data.manifest import Manifest
-from noisevision.device import resolve_device
+from noisevision.device import one_cpu_thread, resolve_device
 from noisevision.errors import UsageError
 from noisevision.generators.base import create_generator
 
@@ -59,7 +59,7 @@ def verify_dataset(root: str | Path, sample: int = 16, *, seed: int = 0,
     bs = gen.default_batch_size(dev)
     for b in range(0, len(checked), bs):
         part = checked[b:b + bs]
-        with torch.no_grad():
+        with torch.no_grad(), one_cpu_thread(dev):
             fresh = to_uint8(gen.render(torch.tensor(part, device=dev), m.seed))
         for i, arr in zip(part, fresh, strict=True):
             if not _matches(image_path(root, i, m.format), arr, m):

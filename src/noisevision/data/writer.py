@@ -31,7 +31,7 @@ from noisevision.data.layout import (
     remove_stale_temporaries,
 )
 from noisevision.data.manifest import MANIFEST, Manifest
-from noisevision.device import resolve_device
+from noisevision.device import one_cpu_thread, resolve_device
 from noisevision.errors import UsageError
 from noisevision.generators.base import Generator, generator_from_description
 
@@ -187,7 +187,7 @@ def _write_threads(generator: Generator, job: _Job, batches: list[list[int]],
     """Render in this process (any device); encode and write on a thread pool."""
     pending: deque[Future] = deque()
     written = 0
-    with ThreadPoolExecutor(nthreads) as pool:
+    with ThreadPoolExecutor(nthreads) as pool, one_cpu_thread(dev):
         try:
             for batch in batches:
                 idx = torch.tensor(batch, dtype=torch.int64, device=dev)
