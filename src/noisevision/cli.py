@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from noisevision.argtypes import positive_int, resolution_int, seed_int
 from noisevision.errors import UsageError
 
 Handler = Callable[[argparse.Namespace], int | None]
@@ -44,37 +45,6 @@ def parse_indices(text: str) -> list[int]:
     return out
 
 
-def _resolution(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"resolution must be an integer >= 16, got {text!r}") \
-            from None
-    if value < 16:
-        raise argparse.ArgumentTypeError(f"resolution must be an integer >= 16, got {value}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seed must be an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seed must be an integer >= 0, got {value}")
-    return value
-
-
 # --- list -----------------------------------------------------------------------------------
 
 def _add_list(p: argparse.ArgumentParser) -> None:
@@ -97,10 +67,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _add_preview(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="generator name (see `noisevision list`)")
-    p.add_argument("--n", type=_positive, default=16, help="number of images (default 16)")
+    p.add_argument("--n", type=positive_int, default=16, help="number of images (default 16)")
     p.add_argument("--indices", default=None, help="explicit indices, e.g. 0-15 or 3,7,100")
-    p.add_argument("--resolution", type=_resolution, default=None)
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--resolution", type=resolution_int, default=None)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--out", default="sheet.png", help="output PNG (default sheet.png)")
 
@@ -133,19 +103,19 @@ def _cmd_preview(args: argparse.Namespace) -> int:
 def _add_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="generator name (see `noisevision list`)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--n", type=_positive, default=None, help="number of images")
-    p.add_argument("--resolution", type=_resolution, default=None, help="image side in pixels")
+    p.add_argument("--n", type=positive_int, default=None, help="number of images")
+    p.add_argument("--resolution", type=resolution_int, default=None, help="image side in pixels")
     p.add_argument("--scale", choices=("small", "large"), default=None,
                    help="paper presets: small = 105,000 at 128 px, large = 1,300,000 at 256 px "
                         "(--n / --resolution override)")
-    p.add_argument("--seed", type=_seed, default=0, help="root seed (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="root seed (default 0)")
     p.add_argument("--start", type=int, default=0, help="first index (default 0)")
     p.add_argument("--format", choices=("png", "jpg"), default="png")
     p.add_argument("--jpeg-quality", type=int, default=95)
-    p.add_argument("--workers", type=_positive, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="encoder/writer threads (default: number of CPU cores)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--batch-size", type=_positive, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--shard", default=None, help="K/N: write only block K of N (0-based)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a different dataset already in --out")
@@ -187,9 +157,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def _add_verify(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", help="dataset folder written by `noisevision generate`")
-    p.add_argument("--sample", type=_positive, default=16, help="indices to check (default 16)")
+    p.add_argument("--sample", type=positive_int, default=16, help="indices to check (default 16)")
     p.add_argument("--indices", default=None, help="check these indices instead, e.g. 0-9")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the random sample")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the random sample")
     p.add_argument("--device", default=None, help="default: the device type in the manifest")
 
 
@@ -218,31 +188,32 @@ def _add_pretrain(p: argparse.ArgumentParser) -> None:
                    help="SOURCE[:WEIGHT],... generator names and/or image folders")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue RUN/checkpoint.pt")
-    p.add_argument("--images", type=_positive, default=None,
+    p.add_argument("--images", type=positive_int, default=None,
                    help="images per epoch (generators: index set size; default 105,000 small, "
                         "1,300,000 moco; folders: their size)")
     p.add_argument("--continuous", action="store_true",
                    help="generators: fresh indices every epoch instead of a cached set")
-    p.add_argument("--resolution", type=_resolution, default=None,
+    p.add_argument("--resolution", type=resolution_int, default=None,
                    help="source image side (default 128 small / 256 moco)")
-    p.add_argument("--crop", type=_positive, default=None, help="crop side (64 small / 224 moco)")
-    p.add_argument("--pre-resize", type=_positive, default=None,
+    p.add_argument("--crop", type=positive_int, default=None,
+                   help="crop side (64 small / 224 moco)")
+    p.add_argument("--pre-resize", type=positive_int, default=None,
                    help="small: resize to this side before cropping (paper text: 96)")
-    p.add_argument("--epochs", type=_positive, default=None)
-    p.add_argument("--batch-size", type=_positive, default=None, help="global batch")
+    p.add_argument("--epochs", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None, help="global batch")
     p.add_argument("--lr", type=float, default=None, help="default: recipe lr x batch / 256")
     p.add_argument("--width", type=float, default=1.0,
                    help="small: SmallAlexNet channel multiplier (1 = reference)")
-    p.add_argument("--moco-queue", type=_positive, default=65536)
+    p.add_argument("--moco-queue", type=positive_int, default=65536)
     p.add_argument("--moco-bn", choices=("shuffle", "sync", "none"), default="shuffle")
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--workers", type=int, default=4, help="loader workers for folders")
-    p.add_argument("--checkpoint-every", type=_positive, default=None,
+    p.add_argument("--checkpoint-every", type=positive_int, default=None,
                    help="steps between checkpoints (default: every epoch)")
-    p.add_argument("--log-every", type=_positive, default=20)
+    p.add_argument("--log-every", type=positive_int, default=20)
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
