@@ -33,7 +33,7 @@ def _sync(dev: torch.device) -> None:
 
 def bench(name: str, args: argparse.Namespace, dev: torch.device, batch_size: int) -> str:
     gen = create_generator(name, resolution=args.resolution, width=args.width,
-                           compute_dtype=args.dtype)
+                           compute_dtype=args.dtype, conv_algorithm=args.conv_algorithm)
     seed = 0
     per_net = gen.config.images_per_network
     t0 = time.perf_counter()
@@ -57,7 +57,7 @@ def bench(name: str, args: argparse.Namespace, dev: torch.device, batch_size: in
     rate = args.n / dt
     amortized = 1.0 / (1.0 / rate + net_s / per_net)
     return (f"{name:18s} res {args.resolution} width {args.width} batch {batch_size:4d} "
-            f"{args.dtype}: {rate:8.2f} img/s, network build {net_s:.2f} s, "
+            f"{args.dtype} {args.conv_algorithm}: {rate:8.2f} img/s, network build {net_s:.2f} s, "
             f"{amortized:8.2f} img/s over {per_net}, {mem}, load {os.getloadavg()[0]:.1f}")
 
 
@@ -70,6 +70,8 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    ap.add_argument("--conv-algorithm", default="auto", choices=("auto", "winograd", "direct"),
+                    help="StyleGAN-Random's stride-1 convolutions (Winograd or direct)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = ap.parse_args()
     if args.threads:

@@ -62,6 +62,8 @@ from noisevision.generators.stylegan_net import (
     synthesize,
     synthesize_tied,
 )
+from noisevision.generators.stylegan_winograd import WINOGRAD_TILE, transform_weight
+from noisevision.generators.stylegan_winograd import plan as winograd_plan
 from noisevision.rng import _GOLDEN32, MASK32, ImageRandom
 
 RESOLUTIONS = (64, 128, 256, 512)
@@ -167,6 +169,9 @@ class StyleGANConfig:
     color_norm: str = "imagenet"  # "imagenet": random per-channel mean/std (s5.1) | "old"
     path: str = "fast"  # "fast" (structured) | "reference" (dense per-image convs, slow)
     compute_dtype: str = "float32"  # "float32" | "bfloat16" (fast path activations)
+    # Random's stride-1 3x3 convs: "auto" (Winograd F(4,3) on CPU where >= 64 channels and
+    # >= 16 px, measured faster there), "winograd" (every stride-1 conv), "direct" (F.conv2d)
+    conv_algorithm: str = "auto"
 
     def __post_init__(self) -> None:
         check_resolution(self.resolution, RESOLUTIONS)
@@ -185,6 +190,7 @@ class StyleGANConfig:
         _choice("color_norm", self.color_norm, ("imagenet", "old"))
         _choice("path", self.path, ("fast", "reference"))
         _choice("compute_dtype", self.compute_dtype, ("float32", "bfloat16"))
+        _choice("conv_algorithm", self.conv_algorithm, ("auto", "winograd", "direct"))
         s = self.shared_noise_size
         check(isinstance(s, int) and s >= self.resolution and s <= 4096 and s & (s - 1) == 0,
               f"shared_noise_size must be a power of two in [resolution, 4096], got {s!r}")
@@ -406,10 +412,36 @@ class StyleGAN(Generator):
             for li, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
                 if layer.kind == "conv":
                     p.shared = nets[0][f"weight{li}"]
+                    if self._use_winograd(layer, const.device):
+                        p.winograd = self._winograd_weight(nets[0], li, dtype)
             # (channels-last activations measured slower here with 2 threads: NCHW is kept)
             return synthesize(const.to(dtype), self.layers, params, conv_shared)
         bank = self._bank.to(const.device)
         return synthesize_tied(const.to(dtype), self.layers, params, bank, self._buffer)
+
+    def _use_winograd(self, layer: Layer, device: torch.device) -> bool:
+        """Whether StyleGAN-Random's `layer` runs as a Winograd F(4, 3) convolution.
+
+        Only stride-1 layers: the upsampling layers (four parity convolutions of 2x2, 2x1, 1x2
+        and 1x1 taps) were measured no faster as F(m, 2) Winograd on this CPU. "auto" takes the
+        layers where it measured faster on CPU (>= 64 channels, >= 16 px; BENCHMARKS.md); GPU
+        convolution libraries choose their own algorithms, so "auto" leaves GPU layers direct.
+        """
+        algo = self.config.conv_algorithm
+        if layer.up or algo == "direct":
+            return False
+        if algo == "winograd":
+            return True
+        return device.type == "cpu" and min(layer.c_in, layer.c_out) >= 64 and layer.res >= 16
+
+    @staticmethod
+    def _winograd_weight(net: dict, li: int, dtype: torch.dtype) -> torch.Tensor:
+        """Layer li's dense weight in the Winograd domain, computed once per network and dtype."""
+        key = f"winograd{li}/{dtype}"
+        if key not in net:
+            net[key] = transform_weight(net[f"weight{li}"], winograd_plan("same", WINOGRAD_TILE),
+                                        dtype)
+        return net[key]
 
     def _buffer(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """A reused flat workspace of at least `numel` elements (per thread, dtype and device).

@@ -1,0 +1,152 @@
+"""Winograd (Cook-Toom) minimal-filtering convolutions for StyleGAN-Random's dense 3x3 layers.
+
+StyleGAN-Random's dense N(0, 1) weights are fixed per network, so their Winograd transform is
+paid once per network (cached with it). Per axis a plan has an input transform Bt (n x L) applied
+to input tiles of L samples taken every `step` samples, a kernel transform G (n x 3) and an output
+transform At (mo x n) giving mo outputs per tile; the 2-D transforms are the Kronecker products,
+and the n^2 per-position products are one batched (n^2, O, I) x (n^2, I, tiles) matmul per image.
+
+* "same": F(m, 3), the stride-1 3x3 correlation of F.conv2d(padding=1): m outputs per tile,
+  n = m + 2 products instead of 3 m per axis (F(4, 3): 36 instead of 144 per 4x4 outputs).
+* "up": the stride-2 transposed 3x3 convolution of `conv_transpose_stride2` on its (2h + 1) grid.
+  Per axis the even outputs z[2j] = x[j - 1] w2 + x[j] w0 are an F(4, 2) correlation of 5 inputs
+  and the odd outputs z[2j + 1] = x[j] w1 plain copies, so 4 inputs give 8 outputs with
+  5 + 4 = 9 products instead of 12 (81 instead of 144 per 4x4 inputs in 2-D).
+
+Transform matrices come from the interpolation points (0, +-1, +-2, ..., infinity): At is the
+Vandermonde matrix, G carries the Lagrange denominators, and Bt is solved exactly (float64) from
+the identity At [(G g) * (Bt d)] = correlation(d, g) for all g, d, which the tests check.
+Accuracy (float32, measured in tests against F.conv2d): relative errors about 1e-6 for F(4, 3).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# interpolation points (the last, infinity, is implicit) per output tile size
+WINOGRAD_TILE = 4  # F(4, 3): see the module docstring for the choice
+BLOCK_ELEMENTS = 80_000  # about 320 KB of float32 per transform block (1 MiB L2)
+_POINTS = {2: (0.0, 1.0, -1.0), 4: (0.0, 1.0, -1.0, 2.0, -2.0),
+           6: (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)}
+
+
+def cook_toom(m: int, r: int, points: tuple[float, ...]) -> tuple[torch.Tensor, ...]:
+    """(At, G, Bt) float64 of F(m, r): y = At [(G g) * (Bt d)] with y_i = sum_k d_{i+k} g_k."""
+    n = m + r - 1
+    if len(points) != n - 1:
+        raise ValueError(f"F({m}, {r}) needs {n - 1} finite points, got {len(points)}")
+    a = torch.tensor(points, dtype=torch.float64)
+    at = torch.zeros(m, n, dtype=torch.float64)
+    g = torch.zeros(n, r, dtype=torch.float64)
+    for j in range(n - 1):
+        f = torch.prod(torch.stack([a[j] - a[k] for k in range(n - 1) if k != j] or [a[0] * 0 + 1]))
+        at[:, j] = a[j] ** torch.arange(m, dtype=torch.float64)
+        g[j] = a[j] ** torch.arange(r, dtype=torch.float64) / f
+    at[m - 1, n - 1] = 1.0  # the point at infinity: the leading coefficients
+    g[n - 1, r - 1] = 1.0
+    # solve sum_j At[i, j] G[j, k] Bt[j, l] = [l == i + k] for Bt (exact: residual ~1e-15)
+    lhs = torch.einsum("ij,jk->ikj", at, g).reshape(m * r, n)
+    rhs = torch.zeros(m, r, n, dtype=torch.float64)
+    for i in range(m):
+        for k in range(r):
+            rhs[i, k, i + k] = 1.0
+    bt = torch.linalg.lstsq(lhs, rhs.reshape(m * r, n)).solution
+    bt = torch.where(bt.abs() < 1e-12, 0.0, bt)
+    return at, g, bt
+
+
+@dataclass(frozen=True)
+class WinogradPlan:
+    """One axis's transforms (float64) and tiling; the 2-D transforms are Kronecker products."""
+
+    kind: str  # "same" (stride-1 3x3, padding 1) or "up" (stride-2 transposed 3x3)
+    bt: torch.Tensor  # (n, L) input transform
+    g: torch.Tensor  # (n, 3) kernel transform (taps in F.conv2d / conv_transpose order)
+    at: torch.Tensor  # (mo, n) output transform
+    step: int  # input samples between tiles
+
+    @property
+    def n(self) -> int:
+        return self.bt.shape[0]
+
+    def out_len(self, h: int) -> int:
+        return h if self.kind == "same" else 2 * h + 1
+
+
+@functools.cache
+def plan(kind: str, m: int = 4) -> WinogradPlan:
+    """The plan "same" (F(m, 3)) or "up" (F(m, 2) on the even outputs, copies on the odd)."""
+    if kind == "same":
+        at, g, bt = cook_toom(m, 3, _POINTS[m])
+        return WinogradPlan("same", bt, g, at, m)
+    if kind != "up":
+        raise ValueError(f"plan kind must be 'same' or 'up', got {kind!r}")
+    at2, g2, bt2 = cook_toom(m, 2, _POINTS[m][:m])  # n = m + 1
+    n = 2 * m + 1
+    bt = torch.zeros(n, m + 1, dtype=torch.float64)
+    bt[:m + 1] = bt2  # input tile x[j0 - 1 .. j0 + m - 1]
+    bt[m + 1:, 1:] = torch.eye(m, dtype=torch.float64)  # odd outputs read x[j0 .. j0 + m - 1]
+    g = torch.zeros(n, 3, dtype=torch.float64)
+    g[:m + 1, 2], g[:m + 1, 0] = g2[:, 0], g2[:, 1]  # even: (x[j-1], x[j]) by (w2, w0)
+    g[m + 1:, 1] = 1.0
+    at = torch.zeros(2 * m, n, dtype=torch.float64)
+    at[0::2, :m + 1] = at2  # output 2j: even
+    at[1::2, m + 1:] = torch.eye(m, dtype=torch.float64)  # output 2j + 1: odd
+    return WinogradPlan("up", bt, g, at, m)
+
+
+def transform_weight(weight: torch.Tensor, p: WinogradPlan, dtype: torch.dtype) -> torch.Tensor:
+    """(O, I, 3, 3) weight -> (n^2, O, I) Winograd-domain weight (computed in float64)."""
+    u = torch.einsum("ak,bl,oikl->aboi", p.g, p.g, weight.double())
+    return u.reshape(p.n * p.n, *weight.shape[:2]).to(dtype).contiguous()
+
+
+def _kron(p: WinogradPlan, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    return (torch.kron(p.bt, p.bt).to(dtype=dtype, device=device),
+            torch.kron(p.at, p.at).to(dtype=dtype, device=device))
+
+
+def winograd_conv(x: torch.Tensor, u: torch.Tensor, p: WinogradPlan,
+                  transform_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(B, I, H, W) x Winograd weight (n^2, O, I) -> (B, O, H', W') as planned.
+
+    "same": F.conv2d(x, w, padding=1); "up": conv_transpose_stride2(x, w) on the (2H + 1) grid.
+    Per image: gather the input tiles (L^2, I * tiles), transform them with one (n^2, L^2) matmul
+    (in `transform_dtype`), multiply by u in u's dtype ((n^2, O, I) x (n^2, I, tiles)), and
+    transform back with one (mo^2, n^2) matmul. Every call has per-image shapes, so an image's
+    result never depends on the other images of the batch.
+    """
+    b, c, h, w = x.shape
+    n2, o = u.shape[0], u.shape[1]
+    n_in = p.bt.shape[1]
+    mo = p.at.shape[0]
+    hout, wout = p.out_len(h), p.out_len(w)
+    ty, tx = -(-hout // mo), -(-wout // mo)
+    # zero-pad: one sample before (both kinds read x[j0 - 1]); enough after for the last tile
+    hp, wp = (ty - 1) * p.step + n_in, (tx - 1) * p.step + n_in
+    xp = F.pad(x, (1, wp - w - 1, 1, hp - h - 1))
+    kin, kout = _kron(p, transform_dtype, x.device)
+    out = torch.empty(b, o, ty * mo, tx * mo, dtype=u.dtype, device=x.device)
+    tiles = ty * tx
+    # the transforms run on channel blocks of about BLOCK_ELEMENTS inputs, which stay in cache
+    # (whole-image gathers re-read the activations from memory once per tile position)
+    cb = max(1, BLOCK_ELEMENTS // (hp * wp))
+    ob = max(1, BLOCK_ELEMENTS // (tiles * mo * mo))
+    v = torch.empty(n2, c, tiles, dtype=transform_dtype, device=x.device)
+    for i in range(b):
+        for c0 in range(0, c, cb):
+            c1 = min(c, c0 + cb)
+            d = xp[i, c0:c1].unfold(1, n_in, p.step).unfold(2, n_in, p.step)  # (cb,ty,tx,L,L)
+            d = d.permute(3, 4, 0, 1, 2).reshape(n_in * n_in, (c1 - c0) * tiles)
+            torch.mm(kin, d.to(transform_dtype), out=v[:, c0:c1].view(n2, (c1 - c0) * tiles))
+        m = torch.matmul(u, v.to(u.dtype))  # (n^2, O, tiles)
+        for o0 in range(0, o, ob):
+            o1 = min(o, o0 + ob)
+            mb = m[:, o0:o1].reshape(n2, (o1 - o0) * tiles).to(transform_dtype)
+            y = torch.mm(kout, mb).view(mo, mo, o1 - o0, ty, tx)
+            out[i, o0:o1].view(o1 - o0, ty, mo, tx, mo).copy_(y.permute(2, 3, 0, 4, 1))
+    return out[:, :, :hout, :wout]

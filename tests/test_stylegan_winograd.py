@@ -1,0 +1,74 @@
+"""Winograd convolutions of StyleGAN-Random (issue 4): exact transforms, agreement with the
+direct convolutions, and the generator's images with and without them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from noisevision.errors import ConfigError
+from noisevision.generators import create_generator
+from noisevision.generators.stylegan_filters import conv_transpose_stride2
+from noisevision.generators.stylegan_winograd import (
+    cook_toom,
+    plan,
+    transform_weight,
+    winograd_conv,
+)
+
+SMALL = {"resolution": 64, "width": 0.125}  # 64 channels: "auto" takes Winograd at 16-64 px
+
+
+@pytest.mark.parametrize("m, r", [(2, 3), (4, 3), (6, 3), (4, 2)])
+def test_cook_toom_matrices_compute_the_correlation(m, r):
+    at, g, bt = cook_toom(m, r, (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)[:m + r - 2])
+    gen = torch.Generator().manual_seed(m * 10 + r)
+    d = torch.randn(m + r - 1, dtype=torch.float64, generator=gen)
+    k = torch.randn(r, dtype=torch.float64, generator=gen)
+    y = at @ ((g @ k) * (bt @ d))
+    expect = torch.stack([(d[i:i + r] * k).sum() for i in range(m)])
+    assert torch.allclose(y, expect, atol=1e-12)
+
+
+def _rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((y.double() - ref).abs().max() / ref.abs().max())
+
+
+@pytest.mark.parametrize("side", [4, 7, 16])
+@pytest.mark.parametrize("m", [2, 4, 6])
+def test_winograd_equals_direct_convolutions(side, m):
+    gen = torch.Generator().manual_seed(side + m)
+    x = torch.randn(2, 24, side, side, generator=gen)
+    w = torch.randn(20, 24, 3, 3, generator=gen)
+    same, up = plan("same", m), plan("up", m)
+    y = winograd_conv(x, transform_weight(w, same, torch.float32), same)
+    ref = F.conv2d(x.double(), w.double(), padding=1)
+    assert y.shape == ref.shape and _rel_err(y, ref) < 5e-5  # measured 3e-7 .. 1e-5
+    y = winograd_conv(x, transform_weight(w, up, torch.float32), up)
+    ref = conv_transpose_stride2(x.double(), w.double())
+    assert y.shape == ref.shape and _rel_err(y, ref) < 5e-5
+
+
+def test_winograd_image_does_not_depend_on_its_batch():
+    x = torch.randn(3, 64, 16, 16, generator=torch.Generator().manual_seed(1))
+    p = plan("same", 4)
+    u = transform_weight(torch.randn(64, 64, 3, 3), p, torch.float32)
+    assert torch.equal(winograd_conv(x[1:2], u, p)[0], winograd_conv(x, u, p)[1])
+
+
+def test_random_generator_with_winograd_matches_direct():
+    # (the reference-path comparison of test_stylegan.py runs "auto", i.e. Winograd, at 64 ch)
+    idx = [0, 1, 2]
+    wino = create_generator("stylegan_random", conv_algorithm="winograd", **SMALL)
+    x = wino.generate(idx, seed=5)
+    direct = create_generator("stylegan_random", conv_algorithm="direct", **SMALL)
+    y = direct.generate(idx, seed=5)
+    assert not torch.equal(x, y)  # the Winograd path did run
+    assert torch.allclose(x, y, atol=2e-4), float((x - y).abs().max())
+    assert torch.equal(wino.generate([2, 0], seed=5), x[[2, 0]])  # any batch, bit for bit
+
+
+def test_conv_algorithm_is_validated():
+    with pytest.raises(ConfigError):
+        create_generator("stylegan_random", conv_algorithm="fft", **SMALL)
