@@ -62,7 +62,11 @@ from noisevision.generators.stylegan_net import (
     synthesize,
     synthesize_tied,
 )
-from noisevision.generators.stylegan_winograd import WINOGRAD_TILE, transform_weight
+from noisevision.generators.stylegan_winograd import (
+    WINOGRAD_TILE,
+    transform_weight,
+    upsample_weight,
+)
 from noisevision.generators.stylegan_winograd import plan as winograd_plan
 from noisevision.rng import _GOLDEN32, MASK32, ImageRandom
 
@@ -169,8 +173,8 @@ class StyleGANConfig:
     color_norm: str = "imagenet"  # "imagenet": random per-channel mean/std (s5.1) | "old"
     path: str = "fast"  # "fast" (structured) | "reference" (dense per-image convs, slow)
     compute_dtype: str = "float32"  # "float32" | "bfloat16" (fast path activations)
-    # Random's stride-1 3x3 convs: "auto" (Winograd F(4,3) on CPU where >= 64 channels and
-    # >= 16 px, measured faster there), "winograd" (every stride-1 conv), "direct" (F.conv2d)
+    # Random's 3x3 convs: "auto" (Winograd F(4,3) on CPU where it measured faster, see
+    # StyleGAN._use_winograd), "winograd" (every conv layer), "direct" (oneDNN convolutions)
     conv_algorithm: str = "auto"
 
     def __post_init__(self) -> None:
@@ -422,25 +426,29 @@ class StyleGAN(Generator):
     def _use_winograd(self, layer: Layer, device: torch.device) -> bool:
         """Whether StyleGAN-Random's `layer` runs as a Winograd F(4, 3) convolution.
 
-        Only stride-1 layers: the upsampling layers (four parity convolutions of 2x2, 2x1, 1x2
-        and 1x1 taps) were measured no faster as F(m, 2) Winograd on this CPU. "auto" takes the
-        layers where it measured faster on CPU (>= 64 channels, >= 16 px; BENCHMARKS.md); GPU
-        convolution libraries choose their own algorithms, so "auto" leaves GPU layers direct.
+        "auto" takes the layers where it measured faster on this 2-core CPU (BENCHMARKS.md):
+        stride-1 layers with >= 64 channels at >= 16 px (F(4, 3): a quarter of the multiplies);
+        upsampling layers only in bfloat16 from >= 64 px inputs (as four parity kernels with the
+        blur folded in, `upsample_weight`: the same multiplies as the direct transposed conv, no
+        blur pass; slower than oneDNN in float32 and for smaller maps). GPU convolution
+        libraries choose their own algorithms, so "auto" leaves GPU layers direct.
         """
         algo = self.config.conv_algorithm
-        if layer.up or algo == "direct":
+        if algo != "auto":
+            return algo == "winograd"
+        if device.type != "cpu" or min(layer.c_in, layer.c_out) < 64:
             return False
-        if algo == "winograd":
-            return True
-        return device.type == "cpu" and min(layer.c_in, layer.c_out) >= 64 and layer.res >= 16
+        if layer.up:
+            return self.config.compute_dtype == "bfloat16" and layer.res >= 128
+        return layer.res >= 16
 
-    @staticmethod
-    def _winograd_weight(net: dict, li: int, dtype: torch.dtype) -> torch.Tensor:
+    def _winograd_weight(self, net: dict, li: int, dtype: torch.dtype) -> torch.Tensor:
         """Layer li's dense weight in the Winograd domain, computed once per network and dtype."""
         key = f"winograd{li}/{dtype}"
         if key not in net:
-            net[key] = transform_weight(net[f"weight{li}"], winograd_plan("same", WINOGRAD_TILE),
-                                        dtype)
+            w = net[f"weight{li}"]
+            w = upsample_weight(w) if self.layers[li].up else w
+            net[key] = transform_weight(w, winograd_plan("same", WINOGRAD_TILE), dtype)
         return net[key]
 
     def _buffer(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -87,7 +87,7 @@ class LayerParams:
     k: torch.Tensor | None = None  # tied filter index per input channel (B, C_in), fast wavelets
     a: torch.Tensor | None = None  # amplitude per output channel (B, C_out), fast wavelets
     shared: torch.Tensor | None = None  # one dense weight shared by all images (fast random)
-    winograd: torch.Tensor | None = None  # `shared` in the F(4, 3) Winograd domain (n^2, O, I)
+    winograd: torch.Tensor | None = None  # `shared` as Winograd F(4, 3) weight (36, O or 4 O, I)
     bias: torch.Tensor | None = None  # (B, C_out) or None (zero)
     noise: torch.Tensor | None = None  # strength-scaled noise (B, 1, H, W) or None
     rgb_weight: torch.Tensor | None = None  # ToRGB (B, 3, C_in)
@@ -125,10 +125,12 @@ def conv_shared(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
     sq = (p.s.square()[:, None, :] * wt.square().sum(dim=(2, 3))[None]).sum(-1)  # (B, O)
     d = torch.rsqrt(sq + DEMOD_EPS)
     xs = x.mul_(p.s[:, :, None, None].to(x.dtype))  # in place: its ToRGB has already read x
-    if layer.up:
+    if p.winograd is not None:  # Winograd F(4, 3): see stylegan_winograd
+        # up: 4 parity kernels (upsample_weight), the blur included; else 4x fewer multiplies
+        y = winograd_conv(xs, p.winograd, winograd_plan("same", WINOGRAD_TILE),
+                          phases=2 if layer.up else 1)
+    elif layer.up:
         y = blur_after_transpose(conv_transpose_stride2(xs, wt.to(x.dtype)))
-    elif p.winograd is not None:  # same convolution, 4x fewer multiplies (stylegan_winograd)
-        y = winograd_conv(xs, p.winograd, winograd_plan("same", WINOGRAD_TILE))
     else:
         y = F.conv2d(xs, wt.to(x.dtype), padding=1)
     if p.noise is None and p.bias is None:  # relu(y d) g == relu(y) (d g) as d > 0: one pass less

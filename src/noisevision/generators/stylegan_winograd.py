@@ -105,48 +105,82 @@ def transform_weight(weight: torch.Tensor, p: WinogradPlan, dtype: torch.dtype) 
     return u.reshape(p.n * p.n, *weight.shape[:2]).to(dtype).contiguous()
 
 
+# blur_after_transpose(conv_transpose_stride2(x, w)) per axis: output 2q + e is a 3-tap correlation
+# of x[q - 1 .. q + 1] whose taps are these combinations of w's taps (FIR f = [1, 3, 3, 1] / 4)
+def _upsample_taps() -> torch.Tensor:
+    f = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64) / 4
+    z = torch.zeros(2, 3, 3, dtype=torch.float64)  # (parity e, correlation tap k, w tap)
+    z[0, 0, 1:], z[0, 1], z[0, 2, 0] = f[:2], f[1:], f[3]
+    z[1, 0, 2], z[1, 1], z[1, 2, :2] = f[0], f[:3], f[2:]
+    return z
+
+
+def upsample_weight(weight: torch.Tensor) -> torch.Tensor:
+    """(O, I, 3, 3) -> (4 O, I, 3, 3): the 2x upsampling layer as 4 stride-1 3x3 correlations.
+
+    The stride-2 transposed 3x3 convolution followed by the [1, 3, 3, 1] blur (gain 4) gives
+    output pixel (2 q + ey, 2 r + ex) as a 3x3 correlation of the input around (q, r), one
+    kernel per output parity (rows ordered o, ey, ex), with zero padding 1: exact, and as a
+    Winograd "same" convolution it needs no blur pass and no interleave of parity outputs.
+    """
+    t = _upsample_taps()
+    k = torch.einsum("eka,flb,oiab->oefikl", t, t, weight.double())
+    return k.reshape(4 * weight.shape[0], *weight.shape[1:])
+
+
 def _kron(p: WinogradPlan, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
     return (torch.kron(p.bt, p.bt).to(dtype=dtype, device=device),
             torch.kron(p.at, p.at).to(dtype=dtype, device=device))
 
 
 def winograd_conv(x: torch.Tensor, u: torch.Tensor, p: WinogradPlan,
-                  transform_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                  transform_dtype: torch.dtype | None = None, phases: int = 1) -> torch.Tensor:
     """(B, I, H, W) x Winograd weight (n^2, O, I) -> (B, O, H', W') as planned.
+
+    phases=2 ("same" plan, u from `upsample_weight`): the O = 4 O' rows are output parities,
+    written interleaved, (B, O', 2H, 2W): the upsampling layer with its blur.
 
     "same": F.conv2d(x, w, padding=1); "up": conv_transpose_stride2(x, w) on the (2H + 1) grid.
     Per image: gather the input tiles (L^2, I * tiles), transform them with one (n^2, L^2) matmul
-    (in `transform_dtype`), multiply by u in u's dtype ((n^2, O, I) x (n^2, I, tiles)), and
-    transform back with one (mo^2, n^2) matmul. Every call has per-image shapes, so an image's
-    result never depends on the other images of the batch.
+    per channel block, multiply by u ((n^2, O, I) x (n^2, I, tiles)) in u's dtype, and transform
+    back with one (mo^2, n^2) matmul per channel block. The transforms run in `transform_dtype`,
+    by default u's dtype (with bfloat16, float32 transforms measured no more accurate: the
+    product rounds its inputs and outputs to bfloat16 anyway). Every call has per-image shapes,
+    so an image's result never depends on the other images of the batch.
     """
     b, c, h, w = x.shape
     n2, o = u.shape[0], u.shape[1]
+    transform_dtype = transform_dtype or u.dtype
     n_in = p.bt.shape[1]
     mo = p.at.shape[0]
     hout, wout = p.out_len(h), p.out_len(w)
     ty, tx = -(-hout // mo), -(-wout // mo)
-    # zero-pad: one sample before (both kinds read x[j0 - 1]); enough after for the last tile
+    # zero padding: one sample before (both kinds read x[j0 - 1]), enough after for the last
+    # tile; applied per channel block (a whole-tensor pad costs a fill and a copy of the input)
     hp, wp = (ty - 1) * p.step + n_in, (tx - 1) * p.step + n_in
-    xp = F.pad(x, (1, wp - w - 1, 1, hp - h - 1))
+    pad = (1, wp - w - 1, 1, hp - h - 1)
     kin, kout = _kron(p, transform_dtype, x.device)
-    out = torch.empty(b, o, ty * mo, tx * mo, dtype=u.dtype, device=x.device)
+    ph = phases
+    out = torch.empty(b, o // (ph * ph), ty * mo * ph, tx * mo * ph, dtype=u.dtype,
+                      device=x.device)
     tiles = ty * tx
     # the transforms run on channel blocks of about BLOCK_ELEMENTS inputs, which stay in cache
     # (whole-image gathers re-read the activations from memory once per tile position)
     cb = max(1, BLOCK_ELEMENTS // (hp * wp))
-    ob = max(1, BLOCK_ELEMENTS // (tiles * mo * mo))
+    ob = max(1, BLOCK_ELEMENTS // (tiles * mo * mo * ph * ph)) * ph * ph
     v = torch.empty(n2, c, tiles, dtype=transform_dtype, device=x.device)
     for i in range(b):
         for c0 in range(0, c, cb):
             c1 = min(c, c0 + cb)
-            d = xp[i, c0:c1].unfold(1, n_in, p.step).unfold(2, n_in, p.step)  # (cb,ty,tx,L,L)
+            xp = F.pad(x[i, c0:c1].to(transform_dtype), pad)
+            d = xp.unfold(1, n_in, p.step).unfold(2, n_in, p.step)  # (cb, ty, tx, L, L) view
             d = d.permute(3, 4, 0, 1, 2).reshape(n_in * n_in, (c1 - c0) * tiles)
-            torch.mm(kin, d.to(transform_dtype), out=v[:, c0:c1].view(n2, (c1 - c0) * tiles))
+            torch.mm(kin, d, out=v[:, c0:c1].view(n2, (c1 - c0) * tiles))
         m = torch.matmul(u, v.to(u.dtype))  # (n^2, O, tiles)
         for o0 in range(0, o, ob):
             o1 = min(o, o0 + ob)
             mb = m[:, o0:o1].reshape(n2, (o1 - o0) * tiles).to(transform_dtype)
-            y = torch.mm(kout, mb).view(mo, mo, o1 - o0, ty, tx)
-            out[i, o0:o1].view(o1 - o0, ty, mo, tx, mo).copy_(y.permute(2, 3, 0, 4, 1))
-    return out[:, :, :hout, :wout]
+            y = torch.mm(kout, mb).view(mo, mo, (o1 - o0) // (ph * ph), ph, ph, ty, tx)
+            dst = out[i, o0 // (ph * ph):o1 // (ph * ph)]
+            dst.view(-1, ty, mo, ph, tx, mo, ph).copy_(y.permute(2, 5, 0, 3, 6, 1, 4))
+    return out[:, :, :hout * ph, :wout * ph]
