@@ -49,6 +49,7 @@ from noisevision.generators.base import Generator, check_resolution, register_ge
 from noisevision.generators.stylegan_filters import (
     BANK_SIZE,
     laplacian_envelope,
+    parity_kernels,
     pink_noise,
     wavelet_bank,
 )
@@ -418,6 +419,11 @@ class StyleGAN(Generator):
                     p.shared = nets[0][f"weight{li}"]
                     if self._use_winograd(layer, const.device):
                         p.winograd = self._winograd_weight(nets[0], li, dtype)
+                    elif layer.up:
+                        key = f"parity{li}/{dtype}"
+                        if key not in nets[0]:
+                            nets[0][key] = parity_kernels(p.shared.to(dtype))
+                        p.parity = nets[0][key]
             # (channels-last activations measured slower here with 2 threads: NCHW is kept)
             return synthesize(const.to(dtype), self.layers, params, conv_shared)
         bank = self._bank.to(const.device)

@@ -169,23 +169,32 @@ def blur_after_transpose(z: torch.Tensor) -> torch.Tensor:
     return p.mul_(1.0 / 16.0)
 
 
-def conv_transpose_stride2(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def parity_kernels(weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The four sub-kernels of `conv_transpose_stride2` (2x2, 2x1, 1x2, 1x1), contiguous."""
+    even = [2, 0]  # even output rows 2m: tap 2 reads input row m - 1, tap 0 reads row m
+    return (weight[:, :, even][:, :, :, even].contiguous(), weight[:, :, even, 1:2].contiguous(),
+            weight[:, :, 1:2, even].contiguous(), weight[:, :, 1:2, 1:2].contiguous())
+
+
+def conv_transpose_stride2(x: torch.Tensor, weight: torch.Tensor | None,
+                           parts: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
     """F.conv_transpose2d(x, weight.transpose(0, 1), stride=2) for a (O, I, 3, 3) weight.
 
     Output pixel (2m + dy', 2n + dx') only receives the kernel taps of its parity, so the
     transposed convolution is four ordinary convolutions of x (2x2, 2x1, 1x2 and 1x1 sub-kernels,
     the same multiply count) interleaved on the (2h + 1, 2w + 1) grid; oneDNN runs ordinary
-    convolutions several times faster than transposed ones on CPU.
+    convolutions several times faster than transposed ones on CPU. `parts`: the sub-kernels
+    from `parity_kernels`, when cached (then `weight` is unused).
     """
     b, _, h, w = x.shape
-    even = [2, 0]  # even output rows 2m: tap 2 reads input row m - 1, tap 0 reads row m
-    ee = F.conv2d(x, weight[:, :, even][:, :, :, even], padding=1)  # (B, O, h + 1, w + 1)
-    eo = F.conv2d(x, weight[:, :, even, 1:2], padding=(1, 0))  # (h + 1, w)
-    oe = F.conv2d(x, weight[:, :, 1:2, even], padding=(0, 1))  # (h, w + 1)
-    oo = F.conv2d(x, weight[:, :, 1:2, 1:2])  # (h, w)
+    kee, keo, koe, koo = parts if parts is not None else parity_kernels(weight)
+    ee = F.conv2d(x, kee, padding=1)  # (B, O, h + 1, w + 1)
+    eo = F.conv2d(x, keo, padding=(1, 0))  # (h + 1, w)
+    oe = F.conv2d(x, koe, padding=(0, 1))  # (h, w + 1)
+    oo = F.conv2d(x, koo)  # (h, w)
     fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
            else torch.contiguous_format)
-    z = torch.empty(b, weight.shape[0], 2 * h + 1, 2 * w + 1, dtype=x.dtype, device=x.device,
+    z = torch.empty(b, kee.shape[0], 2 * h + 1, 2 * w + 1, dtype=x.dtype, device=x.device,
                     memory_format=fmt)
     z[:, :, 0::2, 0::2] = ee
     z[:, :, 0::2, 1::2] = eo

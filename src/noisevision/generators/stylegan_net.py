@@ -87,6 +87,7 @@ class LayerParams:
     k: torch.Tensor | None = None  # tied filter index per input channel (B, C_in), fast wavelets
     a: torch.Tensor | None = None  # amplitude per output channel (B, C_out), fast wavelets
     shared: torch.Tensor | None = None  # one dense weight shared by all images (fast random)
+    parity: tuple | None = None  # `shared`'s parity sub-kernels (up layers), cached per network
     winograd: torch.Tensor | None = None  # `shared` as Winograd F(4, 3) weight (36, O or 4 O, I)
     bias: torch.Tensor | None = None  # (B, C_out) or None (zero)
     noise: torch.Tensor | None = None  # strength-scaled noise (B, 1, H, W) or None
@@ -130,7 +131,9 @@ def conv_shared(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
         y = winograd_conv(xs, p.winograd, winograd_plan("same", WINOGRAD_TILE),
                           phases=2 if layer.up else 1)
     elif layer.up:
-        y = blur_after_transpose(conv_transpose_stride2(xs, wt.to(x.dtype)))
+        parts = p.parity
+        y = blur_after_transpose(conv_transpose_stride2(
+            xs, wt.to(x.dtype) if parts is None else None, parts))
     else:
         y = F.conv2d(xs, wt.to(x.dtype), padding=1)
     if p.noise is None and p.bias is None:  # relu(y d) g == relu(y) (d g) as d > 0: one pass less

