@@ -12,9 +12,10 @@ Two synthesis paths compute the same images:
 * `synthesize_reference`: the plain network, one dense modulated weight per image and layer
   (grouped convolution over the batch). Slow; used as the definition in tests.
 * fast paths exploit structure. For shared dense weights (StyleGAN-Random) the modulation moves
-  onto the activations (x * s, one shared conv, output * d): `conv_shared`. For the wavelet
-  variants, where layer weights are W[o, i] = a_o f_{k(i)} (filter tied to the input channel,
-  amplitude per output channel), modulation gives a_o s_i f_{k(i)} and demodulation
+  onto the activations (x * s, one shared conv, output * d): `conv_shared`, whose shared conv is
+  a Winograd F(4, 3) convolution where `LayerParams.winograd` holds the transformed weight.
+  For the wavelet variants, where layer weights are W[o, i] = a_o f_{k(i)} (filter tied to the
+  input channel, amplitude per output channel), modulation gives a_o s_i f_{k(i)} and demodulation
   d_o = (a_o^2 E + eps)^-1/2 with E = sum_i s_i^2 |f_{k(i)}|^2, so every output channel is
   c_o * m with c_o = a_o d_o and the single map m = sum_i s_i f_{k(i)} * x_i. As the filters are
   3x3, m is the shifted sum (col2im) of 9 tap maps P_t = sum_i s_i f_{k(i)}[t] x_i: one
