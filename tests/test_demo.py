@@ -52,3 +52,27 @@ def test_demo_refuses_a_non_empty_folder_and_missing_data(tmp_path, capsys, monk
         assert "not empty" in capsys.readouterr().err
     assert main(["demo", "--families", "no_such_noise", "--out", str(fresh)]) == 2
     assert "unknown generator" in capsys.readouterr().err
+
+
+def test_demo_mixture_families_are_split_and_checked(tmp_path, capsys):
+    from noisevision.probe.demo import BUDGETS, family_data_spec, family_members
+
+    assert family_members("dead_leaves_shapes+stat_spectrum_color_wmm") == [
+        "dead_leaves_shapes", "stat_spectrum_color_wmm"]
+    assert family_members("dead_leaves_shapes") == ["dead_leaves_shapes"]
+    assert family_members("stylegan_oriented:2+dead_leaves_shapes") == [
+        "stylegan_oriented", "dead_leaves_shapes"]
+    assert family_data_spec("stylegan_oriented:2+dead_leaves_shapes") == (
+        "stylegan_oriented:2,dead_leaves_shapes:1")
+    for b in BUDGETS.values():  # every built-in entry names registered generators only
+        from noisevision.generators.base import list_generators
+        assert all(m in list_generators() for f in b.families for m in family_members(f))
+    fresh = tmp_path / "fresh"
+    assert main(["demo", "--families", "dead_leaves_shapes+no_such_noise",
+                 "--out", str(fresh)]) == 2
+    assert "no_such_noise" in capsys.readouterr().err
+    assert not fresh.exists()
+    assert main(["demo", "--families", "dead_leaves_shapes:x+stylegan_oriented",
+                 "--out", str(fresh)]) == 2
+    assert "bad weight" in capsys.readouterr().err
+    assert not fresh.exists()

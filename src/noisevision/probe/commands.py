@@ -119,7 +119,9 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", choices=("auto", *BUDGETS), default="auto",
                    help="auto = small on a CPU, large on a GPU; tiny = a smoke test (~1 min)")
     p.add_argument("--families", default=None,
-                   help="comma-separated generators to pretrain on (default: the budget's)")
+                   help="comma-separated generators to pretrain on, one encoder each; a+b "
+                   "(or a:2+b) pretrains one encoder on a weighted mixture (default: the "
+                   "budget's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     p.add_argument("--quiet", action="store_true")

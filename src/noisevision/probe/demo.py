@@ -12,10 +12,18 @@
 Budgets: ``tiny`` is a smoke test (about a minute on 2 CPU cores), ``small`` the CPU default
 (sized for about 10 minutes on 2 CPU cores), ``large`` the GPU default (the reference width and
 64 px crops, more steps, all of Fashion-MNIST).
+
+A pretraining entry of ``families`` is one generator or a mixture written with ``+`` and
+optional weights (``stylegan_oriented:2+dead_leaves_shapes``; unweighted members weigh 1), the
+paper's mixing of families on a small scale.
+On a CPU the demo runs with ``threads`` intra-op threads (1 on the small budget: on the shared
+2-core machine one thread trained 2x faster and rendered dead leaves 30x faster than two) and
+channels-last activations (35% faster SmallAlexNet steps on that CPU).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -32,7 +40,7 @@ from noisevision.errors import UsageError
 class DemoBudget:
     """How much work each stage of the demo does."""
 
-    families: tuple[str, ...]   # generators to pretrain on
+    families: tuple[str, ...]   # generators (or a+b equal-weight mixtures) to pretrain on
     width: float                # SmallAlexNet channel multiplier (1.0 = the reference)
     crop: int                   # pretraining crop and probe input side, px (64 in the reference)
     image_size: int             # rendered image side, px (128 in the reference)
@@ -50,6 +58,8 @@ class DemoBudget:
     cheap_samples: bool = True  # sample sheets use a family's declared cheap settings
     sample_families: tuple[str, ...] | None = None  # sheets of these only (None: all)
     photo_limit: int | None = None  # use only the first N packaged photographs (None: all)
+    threads: int | None = None  # CPU only: torch intra-op threads for the demo (None: torch's)
+    channels_last: bool | None = None  # pretraining memory format (None: the trainer's default)
 
 
 BUDGETS: dict[str, DemoBudget] = {
@@ -58,10 +68,11 @@ BUDGETS: dict[str, DemoBudget] = {
                        sample_resolution=64, photo_train=8, photo_val=4, fashion_train=200,
                        fashion_val=100, probe_epochs=5, sample_families=("dead_leaves_shapes",),
                        photo_limit=10),
-    "small": DemoBudget(families=("dead_leaves_shapes",), width=0.25,
-                        crop=32, image_size=64, images=1024, epochs=6, batch_size=128, lr=0.2,
+    "small": DemoBudget(families=("stylegan_oriented",), width=0.25,
+                        crop=32, image_size=64, images=1024, epochs=96, batch_size=128, lr=0.2,
                         sample_images=8, sample_resolution=64, photo_train=20, photo_val=10,
-                        fashion_train=2000, fashion_val=1000, probe_epochs=30),
+                        fashion_train=2000, fashion_val=1000, probe_epochs=30, threads=1,
+                        channels_last=True),
     "large": DemoBudget(families=("dead_leaves_shapes", "stat_spectrum_color_wmm",
                                   "stylegan_oriented"), width=1.0, crop=64, image_size=128,
                         images=20000, epochs=20, batch_size=256, lr=None, sample_images=16,
@@ -135,17 +146,44 @@ def render_samples(out: Path, b: DemoBudget, device: torch.device, seed: int, lo
     return done
 
 
+def family_members(family: str) -> list[str]:
+    """'a+b' -> ['a', 'b'] (a mixture); 'a:2+b' -> ['a', 'b']; 'a' -> ['a']."""
+    return [m.split(":", 1)[0].strip() for m in family.split("+") if m.strip()]
+
+
+def family_data_spec(family: str) -> str:
+    """The pretraining --data spec of a demo entry: 'a:2+b' -> 'a:2,b:1'."""
+    items = [m.strip() for m in family.split("+") if m.strip()]
+    return ",".join(m if ":" in m else f"{m}:1" for m in items)
+
+
 def pretrain_family(out: Path, family: str, b: DemoBudget, device: torch.device,
                     seed: int) -> Path:
     """The small recipe (Alignment + Uniformity, SmallAlexNet) at the budget's size."""
     from noisevision.ssl.train import PretrainConfig, pretrain
 
-    cfg = PretrainConfig(data=family, out=str(out / "runs" / family), recipe="small",
+    data = family_data_spec(family)
+    cfg = PretrainConfig(data=data, out=str(out / "runs" / family), recipe="small",
                          images=b.images, image_size=b.image_size, epochs=b.epochs,
                          batch_size=b.batch_size, lr=b.lr, crop=b.crop, width=b.width,
                          seed=seed, device=str(device), quiet=True, workers=0,
+                         channels_last=b.channels_last,
                          log_every=max(1, b.images // b.batch_size))
     return pretrain(cfg)
+
+
+@contextlib.contextmanager
+def _threads(n: int | None, device: torch.device):
+    """torch intra-op threads = n while the demo runs on a CPU; restored afterwards."""
+    if n is None or device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_demo(out: str | Path = "noisevision-demo", *, device: str = "auto",
@@ -154,21 +192,31 @@ def run_demo(out: str | Path = "noisevision-demo", *, device: str = "auto",
     """Run every stage; returns the report folder."""
     from noisevision.device import resolve_device
     from noisevision.generators.base import list_generators
+    from noisevision.ssl.sources import parse_data_spec
+
+    t_start = time.perf_counter()
+    dev = resolve_device(device)
+    name, b = pick_budget(budget, dev)
+    if families:
+        unknown = [m for f in families for m in family_members(f) or [f]
+                   if m not in list_generators()]
+        if unknown:
+            raise UsageError(f"unknown generator(s) {', '.join(unknown)} in --families "
+                             f"(allowed: {', '.join(list_generators())})")
+        for f in families:  # bad weights fail here, before anything is written
+            parse_data_spec(family_data_spec(f))
+        b = dataclasses.replace(b, families=tuple(families))
+    with _threads(b.threads, dev):
+        return _run(out, dev, name, b, seed, overwrite, quiet, t_start)
+
+
+def _run(out, dev, name, b, seed, overwrite, quiet, t_start) -> Path:
     from noisevision.probe.baselines import MeanColour, RawPixels, random_init_encoder
     from noisevision.probe.datasets import PHOTO_FILES, load_fashion_mnist, load_photo_crops
     from noisevision.probe.evaluate import KnnConfig, evaluate, results_markdown, write_results
     from noisevision.probe.linear import recipe_for
     from noisevision.probe.load import load_probe_encoder
 
-    t_start = time.perf_counter()
-    dev = resolve_device(device)
-    name, b = pick_budget(budget, dev)
-    if families:
-        unknown = [f for f in families if f not in list_generators()]
-        if unknown:
-            raise UsageError(f"unknown generator(s) {', '.join(unknown)} in --families "
-                             f"(allowed: {', '.join(list_generators())})")
-        b = dataclasses.replace(b, families=tuple(families))
     log = _Log(quiet)
     # Real data first: a missing package stops the demo before anything is written.
     timings = {}
