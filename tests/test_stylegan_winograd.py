@@ -76,6 +76,14 @@ def test_random_generator_with_winograd_matches_direct():
     assert not torch.equal(x, y)  # the Winograd path did run
     assert torch.allclose(x, y, atol=2e-4), float((x - y).abs().max())
     assert torch.equal(wino.generate([2, 0], seed=5), x[[2, 0]])  # any batch, bit for bit
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:  # and with one thread (bit-identical across batches, not across thread counts)
+        one = wino.generate(idx, seed=5)
+        assert torch.equal(wino.generate([1], seed=5)[0], one[1])
+    finally:
+        torch.set_num_threads(before)
+    assert torch.allclose(one, x, atol=1e-5)
 
 
 def test_bfloat16_winograd_keeps_random_smooth():
