@@ -33,6 +33,22 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
 
 
 @contextmanager
+def cpu_threads(n: int | None, device: torch.device):
+    """torch intra-op threads = n while rendering or training on CPU; restored afterwards.
+
+    A no-op on GPU or when n is None.
+    """
+    if n is None or device.type != "cpu":
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def one_cpu_thread(device: torch.device):
     """Render with one intra-op thread on CPU (a no-op on GPU).
 
@@ -41,12 +57,4 @@ def one_cpu_thread(device: torch.device):
     whatever machine or worker count verifies it. One thread per process is also the fast
     choice on a busy machine.
     """
-    if device.type != "cpu":
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+    return cpu_threads(1, device)

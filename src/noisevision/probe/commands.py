@@ -6,17 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from noisevision.argtypes import positive_int
 from noisevision.errors import UsageError
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _temperature(text: str) -> float | None:
@@ -43,9 +34,9 @@ def add_probe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("cached", "augmented"), default="cached",
                    help="linear probe: cached = features once, no augmentation (fast); "
                         "augmented = the paper's recipe, crops re-encoded every epoch")
-    p.add_argument("--epochs", type=_positive, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None,
                    help="linear probe epochs (default 100, lr drops at 60%% and 80%%)")
-    p.add_argument("--k", type=_positive, default=20, help="kNN neighbours (default 20)")
+    p.add_argument("--k", type=positive_int, default=20, help="kNN neighbours (default 20)")
     p.add_argument("--temperature", type=_temperature, default=0.07,
                    help="kNN vote temperature, or 'none' for a majority vote (default 0.07)")
     p.add_argument("--arch", choices=("small_alexnet", "resnet50"), default=None,
@@ -53,15 +44,15 @@ def add_probe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baselines", action="store_true",
                    help="also probe mean colour, raw pixels and a random-init encoder of the "
                         "first encoder's architecture")
-    p.add_argument("--max-per-split", type=_positive, default=None,
+    p.add_argument("--max-per-split", type=positive_int, default=None,
                    help="cap images per split (suites default to 20000 as the paper)")
-    p.add_argument("--fashion-train", type=_positive, default=None,
+    p.add_argument("--fashion-train", type=positive_int, default=None,
                    help="Fashion-MNIST: class-balanced training subset size (default all 60000)")
-    p.add_argument("--fashion-val", type=_positive, default=None,
+    p.add_argument("--fashion-val", type=positive_int, default=None,
                    help="Fashion-MNIST: test subset size (default all 10000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--batch-size", type=_positive, default=256, help="feature extraction batch")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="feature extraction batch")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (default 0)")
     p.add_argument("--out", default=None, help="folder for results.json and results.md")
     p.add_argument("--quiet", action="store_true")

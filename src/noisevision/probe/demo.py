@@ -23,7 +23,6 @@ channels-last activations (35% faster SmallAlexNet steps on that CPU).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import shutil
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from noisevision.device import cpu_threads
 from noisevision.errors import UsageError
 
 
@@ -172,20 +172,6 @@ def pretrain_family(out: Path, family: str, b: DemoBudget, device: torch.device,
     return pretrain(cfg)
 
 
-@contextlib.contextmanager
-def _threads(n: int | None, device: torch.device):
-    """torch intra-op threads = n while the demo runs on a CPU; restored afterwards."""
-    if n is None or device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run_demo(out: str | Path = "noisevision-demo", *, device: str = "auto",
              budget: str = "auto", families: list[str] | None = None, seed: int = 0,
              overwrite: bool = False, quiet: bool = False) -> Path:
@@ -206,7 +192,7 @@ def run_demo(out: str | Path = "noisevision-demo", *, device: str = "auto",
         for f in families:  # bad weights fail here, before anything is written
             parse_data_spec(family_data_spec(f))
         b = dataclasses.replace(b, families=tuple(families))
-    with _threads(b.threads, dev):
+    with cpu_threads(b.threads, dev):
         return _run(out, dev, name, b, seed, overwrite, quiet, t_start)
 
 

@@ -22,7 +22,6 @@ and BN buffers are bit-identical to before.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from noisevision.device import one_cpu_thread
 from noisevision.errors import check
 from noisevision.probe.datasets import EvalTask
 from noisevision.probe.features import (
@@ -123,27 +123,13 @@ def accuracy(head: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 409
     return correct / max(1, x.shape[0])
 
 
-@contextlib.contextmanager
-def _single_thread_on_cpu(device: torch.device):
-    """The head's matmuls are tiny (128 x D x C): on a CPU, thread hand-offs cost more than they
-    save (measured 8x slower with 2 threads on a busy 2-core machine). Restored afterwards."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def train_linear_head(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
                       y_val: torch.Tensor, num_classes: int, config: LinearProbeConfig,
                       device: torch.device | str = "cpu") -> dict:
     """Fit one Linear layer on cached features; returns accuracies and a per-epoch log."""
     device = torch.device(device)
-    with _single_thread_on_cpu(device):
+    # tiny matmuls: thread hand-offs cost more than they save (8x slower with 2 busy threads)
+    with one_cpu_thread(device):
         return _train_head(x_train, y_train, x_val, y_val, num_classes, config, device)
 
 
