@@ -28,17 +28,23 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return path
 
 
+def load_torch_file(path: Path, what: str) -> Any:
+    """torch.load on CPU with weights_only; any unpickling failure is a one-line UsageError."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001  (any unpickling failure means a corrupt file)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise UsageError(f"{what} {str(path)!r} is corrupt or not a torch file ({reason})") \
+            from None
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint on CPU; UsageError for a missing, corrupt or foreign file."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"no checkpoint {str(path)!r} to resume from "
                          "(start the run without --resume)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001  (any unpickling failure means a corrupt file)
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        raise UsageError(f"checkpoint {str(path)!r} is corrupt ({reason})") from None
+    state = load_torch_file(path, "checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise UsageError(f"{str(path)!r} is not a noisevision checkpoint "
                          f"(expected format {CHECKPOINT_FORMAT!r})")

@@ -219,12 +219,9 @@ def load_encoder(path: str | os.PathLike,
     if not path.is_file():
         raise UsageError(f"encoder file {str(path)!r} does not exist "
                          "(expected <RUN>/encoder.pt written by `noisevision pretrain`)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001  (any unpickling failure means a corrupt file)
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        raise UsageError(f"encoder file {str(path)!r} is corrupt or not a torch file "
-                         f"({reason})") from None
+    from noisevision.ssl.checkpoint import load_torch_file
+
+    payload = load_torch_file(path, "encoder file")
     if not isinstance(payload, dict) or payload.get("format") != ENCODER_FORMAT:
         raise UsageError(f"{str(path)!r} is not a noisevision encoder file "
                          f"(expected format {ENCODER_FORMAT!r})")
