@@ -189,3 +189,24 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(images, tmp_path):
     assert "last good checkpoint" in str(exc.value)
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_two_process_torchrun_moco_shuffle_bn_stays_in_sync(images, tmp_path):
+    """MoCo v2 under DDP with shuffle-BN (keys batch-shuffled across the 2 ranks)."""
+    run = tmp_path / "ddp_moco"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--standalone", "-m", "noisevision.cli", "pretrain", "--recipe", "moco",
+           "--moco-bn", "shuffle", "--moco-queue", "32", "--data", str(images),
+           "--out", str(run), "--crop", "32", "--epochs", "1", "--batch-size", "16",
+           "--workers", "0", "--quiet", "--device", "cpu", "--log-every", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = _log(run)
+    final = log[-1]
+    assert final["finished"] and final["global_step"] == 3  # 48 images / 16 per step
+    sums = final["param_checksums"]
+    assert len(sums) == 2 and sums[0] == sums[1]
+    assert all(np.isfinite(r["loss"]) for r in log if "loss" in r)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+    assert int(state["queue_ptr"]) == (3 * 16) % 32  # the global batch entered the queue
