@@ -47,18 +47,41 @@ def bench(name: str, args: argparse.Namespace, dev: torch.device, batch_size: in
     _sync(dev)
     t0 = time.perf_counter()
     start = batch_size  # same network (indices < 400 when n + batch_size <= 400)
-    gen.generate(range(start, start + args.n), seed=seed, device=dev, batch_size=batch_size)
+    done = 0
+    while done < args.n:  # in steps of a few batches, stopping early after --max-seconds
+        k = min(args.n - done, 4 * batch_size)
+        gen.generate(range(start + done, start + done + k), seed=seed, device=dev,
+                     batch_size=batch_size)
+        done += k
+        if args.max_seconds and time.perf_counter() - t0 > args.max_seconds:
+            _sync(dev)
+            break
     _sync(dev)
     dt = time.perf_counter() - t0
+    if args.profile:
+        profile(gen, dev, batch_size, start + done)
     if dev.type == "cuda":
         mem = f"peak GPU {torch.cuda.max_memory_allocated(dev) / 2**20:.0f} MiB"
     else:
         mem = f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
-    rate = args.n / dt
+    rate = done / dt
     amortized = 1.0 / (1.0 / rate + net_s / per_net)
     return (f"{name:18s} res {args.resolution} width {args.width} batch {batch_size:4d} "
             f"{args.dtype} {args.conv_algorithm}: {rate:8.2f} img/s, network build {net_s:.2f} s, "
             f"{amortized:8.2f} img/s over {per_net}, {mem}, load {os.getloadavg()[0]:.1f}")
+
+
+def profile(gen, dev: torch.device, batch_size: int, start: int) -> None:
+    """Top operators of one batch by device (or CPU) time, from torch.profiler."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with torch_profile(activities=acts) as prof:
+        gen.generate(range(start, start + batch_size), seed=0, device=dev, batch_size=batch_size)
+        _sync(dev)
+    key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=18, max_name_column_width=48))
 
 
 def main() -> None:
@@ -73,6 +96,9 @@ def main() -> None:
     ap.add_argument("--conv-algorithm", default="auto", choices=("auto", "winograd", "direct"),
                     help="StyleGAN-Random's stride-1 convolutions (Winograd or direct)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument("--max-seconds", type=float, default=0.0,
+                    help="stop timing a configuration after this long (0: time all n images)")
+    ap.add_argument("--profile", action="store_true", help="print a profile of one batch")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

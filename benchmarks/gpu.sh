@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# One prepared run on a lent CUDA GPU (H100/H200): correctness checks, then every family's
+# benchmark, each step under its own time limit, logs under $OUT (default ./gpu_out).
+#
+#   bash benchmarks/gpu.sh            # everything (about 8 minutes)
+#   bash benchmarks/gpu.sh stylegan   # only the named steps: check stylegan profile deadleaves
+#                                     # statistical pretrain
+# The last lines summarise the figures (one line per configuration). Run from the repository
+# root; the package is taken from ./src, so nothing is installed.
+set -u
+OUT=${OUT:-gpu_out}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+STEPS=${*:-check stylegan profile deadleaves statistical pretrain}
+
+want() { [[ " $STEPS " == *" $1 "* ]]; }
+step() {  # step SECONDS NAME command...
+    local t=$1 name=$2
+    shift 2
+    echo "== $name: $*"
+    timeout "$t" "$@" >"$OUT/$name.log" 2>&1
+    local rc=$?
+    tail -n 40 "$OUT/$name.log"
+    echo "== $name rc $rc"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision',
+torchvision.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
+
+want check && step 90 check python3 benchmarks/gpu_check.py
+want stylegan && step 150 stylegan python3 benchmarks/bench_stylegan.py --device cuda \
+    --resolution 256 --n 8192 --batch-sizes 64,256,1024 --max-seconds 4
+want stylegan && step 60 stylegan_bf16 python3 benchmarks/bench_stylegan.py --device cuda \
+    --resolution 256 --n 8192 --batch-sizes 64,256 --max-seconds 4 --dtype bfloat16 \
+    --variants stylegan_random,stylegan_oriented
+want profile && step 45 profile_oriented python3 benchmarks/bench_stylegan.py --device cuda \
+    --resolution 256 --n 256 --batch-sizes 256 --variants stylegan_oriented --profile
+want profile && step 45 profile_random python3 benchmarks/bench_stylegan.py --device cuda \
+    --resolution 256 --n 256 --batch-sizes 256 --variants stylegan_random --profile
+want deadleaves && step 45 deadleaves python3 benchmarks/bench_dead_leaves.py --device cuda \
+    --batch-size 512 --resolutions 128 256
+want statistical && step 60 statistical python3 benchmarks/bench_statistical.py --device cuda \
+    --batch 512 --images 4096 --resolution 128
+want pretrain && step 60 pretrain python3 benchmarks/bench_pretrain.py --device cuda --moco \
+    --steps 10
+
+echo "== summary"
+grep -h "img/s\|images/s\|FAIL\|all GPU checks\|Error" "$OUT"/*.log 2>/dev/null | cut -c1-220
