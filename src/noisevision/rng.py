@@ -13,6 +13,7 @@ applied twice per draw.
 from __future__ import annotations
 
 import math
+import os
 import zlib
 
 import torch
@@ -59,6 +60,15 @@ def seed_words(seed: int, stream: str) -> tuple[int, int, int]:
     return w0, w1, w2
 
 
+def _use_triton(device: torch.device) -> bool:
+    """CUDA draws run as Triton kernels (bit-identical) unless NOISEVISION_TRITON=0."""
+    if device.type != "cuda" or os.environ.get("NOISEVISION_TRITON", "1") == "0":
+        return False
+    from noisevision import rng_triton  # imports triton: only for CUDA
+
+    return rng_triton.available(device)
+
+
 def as_index_tensor(indices, device: torch.device | str | None = None) -> torch.Tensor:
     """Indices as a 1-D int64 tensor; checks the allowed range."""
     t = torch.as_tensor(indices, dtype=torch.int64, device=device).reshape(-1)
@@ -82,6 +92,13 @@ class ImageRandom:
         self.indices = as_index_tensor(indices, device=indices.device if
                                        isinstance(indices, torch.Tensor) else None)
         w0, w1, w2 = seed_words(seed, stream)
+        self._triton = _use_triton(self.indices.device)
+        if self._triton:  # the same int64 arithmetic, one kernel (rng_triton)
+            from noisevision import rng_triton
+
+            self._key_a, self._key_b = rng_triton.keys(self.indices, w0, w1, w2)
+            self._counter = 0
+            return
         lo = self.indices & 0xFFFFF
         hi = self.indices >> 20
         ka = mix32(mix32(lo ^ w0) ^ (hi * 0x9E37 & MASK32))
@@ -106,6 +123,10 @@ class ImageRandom:
         n = math.prod(shape)
         start = self._counter
         self._counter += n
+        if self._triton:
+            from noisevision import rng_triton
+
+            return rng_triton.bits(self._key_a, self._key_b, start, n).reshape(self.batch, *shape)
         ctr = torch.arange(start, start + n, dtype=torch.int64, device=self.device)[None, :]
         x = mix32((_mul32(ctr & MASK32, _GOLDEN32) + self._key_a) & MASK32)
         x = mix32(x ^ self._key_b)
