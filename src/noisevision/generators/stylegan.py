@@ -230,7 +230,7 @@ class StyleGAN(Generator):
         self.num_ws = num_ws(config.resolution)
         self._bank = wavelet_bank(config.filter_bank)
         self._nets: OrderedDict = OrderedDict()  # (seed, group, device) -> weights, LRU
-        self._maps: OrderedDict = OrderedDict()  # (seed, layer, group * D + j, device) -> map
+        self._maps: OrderedDict = OrderedDict()  # (seed, layer, group, device) -> (D, r, r)
         self._work = threading.local()  # activation workspace of the fast wavelet path
 
     def default_batch_size(self, device: torch.device) -> int:
@@ -250,7 +250,7 @@ class StyleGAN(Generator):
         cfg = self.config
         rnd = ImageRandom(seed, torch.tensor([group], device=device), "stylegan/net")
         c4 = self.layers[0].c_in
-        net = {"const": normal16(rnd.child("const"), c4, 4, 4)[0]}
+        net = {"group": group, "const": normal16(rnd.child("const"), c4, 4, 4)[0]}
         for li, layer in enumerate(self.layers):
             net[f"affine{li}"] = normal16(rnd.child(f"affine{li}"), layer.c_in, cfg.w_dim)[0]
             if cfg.conv_weights == "gaussian":
@@ -270,11 +270,10 @@ class StyleGAN(Generator):
         dev = torch.device(device)
         self._network(seed, group, dev)
         if self.config.noise_maps == "dictionary":
-            d = self.config.noise_dictionary_size
-            groups = torch.full((d,), group, dtype=torch.int64, device=dev)
+            one = torch.zeros(1, dtype=torch.int64, device=dev)
             for li, layer in enumerate(self.layers):
                 if layer.kind == "conv":
-                    self._dictionary_noise(seed, groups, li, layer.res, torch.arange(d, device=dev))
+                    self._dictionary_noise(seed, [group], one, li, layer.res, one)
 
     # ---- per-image parameters ---------------------------------------------------------------
     def _styles(self, w: torch.Tensor, nets: list[dict], group_of: torch.Tensor,
@@ -288,10 +287,10 @@ class StyleGAN(Generator):
             proj = torch.stack([torch.mv(nets[g][f"affine{li}"], wl[b])
                                 for b, g in enumerate(group_of.tolist())])
             return 1.0 + proj * scale
-        s = torch.empty(w.shape[0], layer.c_in, device=w.device)
-        for g, net in enumerate(nets):  # GPU: one matmul per network (equal to rounding)
-            mask = group_of == g
-            s[mask] = 1.0 + (wl[mask] @ net[f"affine{li}"].T) * scale
+        s = None  # GPU: every image through each network's affine, then a select (no sync)
+        for g, net in enumerate(nets):
+            sg = 1.0 + (wl @ net[f"affine{li}"].T) * scale
+            s = sg if s is None else torch.where((group_of == g)[:, None], sg, s)
         return s
 
     def _wavelet_draws(self, lr: ImageRandom, layer: Layer) -> tuple[torch.Tensor, torch.Tensor]:
@@ -308,22 +307,28 @@ class StyleGAN(Generator):
             lr, layer.c_out, layer.c_in)
         return k, a
 
-    def _dictionary_noise(self, seed: int, groups: torch.Tensor, li: int, res: int,
-                          index: torch.Tensor) -> torch.Tensor:
-        """Map `index` of layer li's dictionary of the image's network -> (B, 1, res, res)."""
-        cfg = self.config
-        keys = (groups * cfg.noise_dictionary_size + index).tolist()
-        dev = groups.device
-        missing = sorted({k for k in keys if (seed, li, k, str(dev)) not in self._maps})
-        if missing:
-            made = self._pink(ImageRandom(seed, torch.tensor(missing, device=dev),
-                                          f"stylegan/net/noise{li}"), res)
-            for k, m in zip(missing, made, strict=True):
-                self._maps[(seed, li, k, str(dev))] = m
-        maps = torch.stack([self._maps[(seed, li, k, str(dev))] for k in keys])[:, None]
-        while len(self._maps) > 8192:  # keep the newest maps (a few networks' dictionaries)
+    def _dictionary_noise(self, seed: int, uniq: list[int], local: torch.Tensor, li: int,
+                          res: int, index: torch.Tensor) -> torch.Tensor:
+        """Map `index` of layer li's dictionary of network uniq[local] per image -> (B, 1, res, res).
+
+        A network's dictionary for a layer is made whole, once ((D, res, res); map j from
+        ImageRandom(seed, group * D + j)), and images pick their maps by one gather.
+        """
+        d = self.config.noise_dictionary_size
+        dev = index.device
+        dicts = []
+        for g in uniq:
+            key = (seed, li, g, str(dev))
+            if key not in self._maps:
+                self._maps[key] = self._pink(ImageRandom(
+                    seed, torch.arange(g * d, (g + 1) * d, device=dev),
+                    f"stylegan/net/noise{li}"), res)
+            self._maps.move_to_end(key)
+            dicts.append(self._maps[key])
+        while len(self._maps) > 4 * len(self.layers):  # a few networks' dictionaries
             self._maps.popitem(last=False)
-        return maps
+        table = dicts[0] if len(dicts) == 1 else torch.cat(dicts)
+        return table[local * d + index][:, None]
 
     def _pink(self, nr: ImageRandom, size: int) -> torch.Tensor:
         cfg = self.config
@@ -339,7 +344,7 @@ class StyleGAN(Generator):
         cfg = self.config
         rnd = ImageRandom(seed, indices, "stylegan/image")
         w = F.leaky_relu(normal16(rnd.child("w"), self.num_ws, cfg.w_dim), 0.2)
-        groups = indices // cfg.images_per_network
+        uniq = [n["group"] for n in nets]
         pyramid: dict[int, torch.Tensor] = {}  # the shared map, 2x area-downsampled per level
         if cfg.noise_maps == "shared":
             level = self._pink(rnd.child("noise"), cfg.shared_noise_size)[:, None]
@@ -366,7 +371,7 @@ class StyleGAN(Generator):
                                       high=cfg.noise_strength[1])[:, :, None, None]
                 if cfg.noise_maps == "dictionary":
                     idx = lr.integers(0, cfg.noise_dictionary_size, 1)[:, 0]
-                    nmap = self._dictionary_noise(seed, groups, li, layer.res, idx)
+                    nmap = self._dictionary_noise(seed, uniq, group_of, li, layer.res, idx)
                 else:  # one map shared by all scales, area-downsampled
                     nmap = pyramid[layer.res]
                 p.noise = strength * nmap
