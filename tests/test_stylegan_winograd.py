@@ -104,3 +104,27 @@ def test_bfloat16_winograd_keeps_random_smooth():
 def test_conv_algorithm_is_validated():
     with pytest.raises(ConfigError):
         create_generator("stylegan_random", conv_algorithm="fft", **SMALL)
+
+
+def test_fold_upsampling_equals_transposed_conv_and_blur():
+    """conv_algorithm="fold" (the CUDA default's up layers: one 3x3 conv to 4 x the channels with
+    the blur folded in, then a pixel shuffle) renders the direct path's images to rounding."""
+    fold = create_generator("stylegan_random", conv_algorithm="fold", **SMALL)
+    direct = create_generator("stylegan_random", conv_algorithm="direct", **SMALL)
+    a = fold.generate(range(4), seed=5)
+    b = direct.generate(range(4), seed=5)
+    assert float((a - b).abs().max()) < 1e-4
+
+
+def test_channels_last_activations_match(monkeypatch):
+    """The CUDA default keeps activations channels-last (ToRGB reads them through a view, the
+    pixel shuffle keeps the layout); forced on CPU it gives the NCHW images to rounding."""
+    from noisevision.generators.stylegan import StyleGAN
+
+    direct = create_generator("stylegan_random", conv_algorithm="direct", **SMALL)
+    want = direct.generate(range(4), seed=6)
+    monkeypatch.setattr(StyleGAN, "_memory_format", lambda self, dev: torch.channels_last)
+    monkeypatch.setattr(StyleGAN, "_use_winograd", lambda self, layer, dev: False)
+    monkeypatch.setattr(StyleGAN, "_use_fold", lambda self, dev: True)
+    got = create_generator("stylegan_random", **SMALL).generate(range(4), seed=6)
+    assert float((got - want).abs().max()) < 1e-4

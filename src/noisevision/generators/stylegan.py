@@ -60,6 +60,7 @@ from noisevision.generators.stylegan_filters import (
     wavelet_bank,
 )
 from noisevision.generators.stylegan_net import (
+    fold_weight,
     Layer,
     LayerParams,
     build_layers,
@@ -180,8 +181,10 @@ class StyleGANConfig:
     color_norm: str = "imagenet"  # "imagenet": random per-channel mean/std (s5.1) | "old"
     path: str = "fast"  # "fast" (structured) | "reference" (dense per-image convs, slow)
     compute_dtype: str = "float32"  # "float32" | "bfloat16" (fast path activations)
-    # Random's 3x3 convs: "auto" (Winograd F(4,3) on CPU where it measured faster, see
-    # StyleGAN._use_winograd), "winograd" (every conv layer), "direct" (oneDNN convolutions)
+    # Random's 3x3 convs: "auto" (CPU: Winograd F(4,3) where it measured faster, see
+    # StyleGAN._use_winograd; CUDA: "fold" in channels-last), "winograd" (every conv layer),
+    # "direct" (library convolutions; up layers as transposed conv + blur), "fold" (up layers
+    # as one 3x3 conv to 4 x the channels with the blur folded in, then a pixel shuffle)
     conv_algorithm: str = "auto"
 
     def __post_init__(self) -> None:
@@ -201,7 +204,7 @@ class StyleGANConfig:
         _choice("color_norm", self.color_norm, ("imagenet", "old"))
         _choice("path", self.path, ("fast", "reference"))
         _choice("compute_dtype", self.compute_dtype, ("float32", "bfloat16"))
-        _choice("conv_algorithm", self.conv_algorithm, ("auto", "winograd", "direct"))
+        _choice("conv_algorithm", self.conv_algorithm, ("auto", "winograd", "direct", "fold"))
         s = self.shared_noise_size
         check(isinstance(s, int) and s >= self.resolution and s <= 4096 and s & (s - 1) == 0,
               f"shared_noise_size must be a power of two in [resolution, 4096], got {s!r}")
@@ -425,18 +428,27 @@ class StyleGAN(Generator):
                          nets: list[dict]) -> torch.Tensor:
         dtype = torch.bfloat16 if self.config.compute_dtype == "bfloat16" else torch.float32
         if self.config.conv_weights == "gaussian":  # one network in this batch
+            fmt = self._memory_format(const.device)
             for li, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
                 if layer.kind == "conv":
                     p.shared = nets[0][f"weight{li}"]
                     if self._use_winograd(layer, const.device):
                         p.winograd = self._winograd_weight(nets[0], li, dtype)
+                    elif layer.up and self._use_fold(const.device):
+                        key = f"fold{li}/{dtype}/{fmt}"
+                        if key not in nets[0]:
+                            nets[0][key] = fold_weight(p.shared).to(
+                                dtype=dtype, memory_format=fmt)
+                        p.fold = nets[0][key]
                     elif layer.up:
                         key = f"parity{li}/{dtype}"
                         if key not in nets[0]:
                             nets[0][key] = parity_kernels(p.shared.to(dtype))
                         p.parity = nets[0][key]
-            # (channels-last activations measured slower here with 2 threads: NCHW is kept)
-            return synthesize(const.to(dtype), self.layers, params, conv_shared)
+            # channels-last on CUDA (cuDNN's native layout: no transposes around each conv);
+            # on CPU it measured slower here with 2 threads, so NCHW is kept
+            return synthesize(const.to(dtype=dtype, memory_format=fmt), self.layers, params,
+                              conv_shared)
         bank = self._bank.to(const.device)
         return synthesize_tied(const.to(dtype), self.layers, params, bank, self._buffer)
 
@@ -458,6 +470,22 @@ class StyleGAN(Generator):
         if layer.up:
             return self.config.compute_dtype == "bfloat16" and layer.res >= 128
         return layer.res >= 16
+
+    def _memory_format(self, device: torch.device) -> torch.memory_format:
+        """StyleGAN-Random's activations: channels-last for "auto" on CUDA, else NCHW."""
+        if device.type == "cuda" and self.config.conv_algorithm == "auto":
+            return torch.channels_last
+        return torch.contiguous_format
+
+    def _use_fold(self, device: torch.device) -> bool:
+        """Upsampling layers as one 3x3 conv to 4 x the channels (blur folded) + pixel shuffle.
+
+        4x the multiplies of the transposed conv, but one tensor-core convolution instead of a
+        transposed conv, an interleave and a blur pass over the output: the CUDA default
+        ("auto"); on CPU only when asked for ("fold").
+        """
+        algo = self.config.conv_algorithm
+        return algo == "fold" or (algo == "auto" and device.type == "cuda")
 
     def _winograd_weight(self, net: dict, li: int, dtype: torch.dtype) -> torch.Tensor:
         """Layer li's dense weight in the Winograd domain, computed once per network and dtype."""

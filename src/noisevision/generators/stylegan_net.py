@@ -36,7 +36,7 @@ from noisevision.generators.stylegan_filters import (
     conv_transpose_stride2,
     upsample2x,
 )
-from noisevision.generators.stylegan_winograd import WINOGRAD_TILE, winograd_conv
+from noisevision.generators.stylegan_winograd import WINOGRAD_TILE, upsample_weight, winograd_conv
 from noisevision.generators.stylegan_winograd import plan as winograd_plan
 
 DEMOD_EPS = 1e-8  # added to the demodulation sum of squares (StyleGAN2)
@@ -90,6 +90,7 @@ class LayerParams:
     shared: torch.Tensor | None = None  # one dense weight shared by all images (fast random)
     parity: tuple | None = None  # `shared`'s parity sub-kernels (up layers), cached per network
     winograd: torch.Tensor | None = None  # `shared` as Winograd F(4, 3) weight (36, O or 4 O, I)
+    fold: torch.Tensor | None = None  # up layers: `fold_weight(shared)`, (4 O, I, 3, 3)
     bias: torch.Tensor | None = None  # (B, C_out) or None (zero)
     noise: torch.Tensor | None = None  # strength-scaled noise (B, 1, H, W) or None
     rgb_weight: torch.Tensor | None = None  # ToRGB (B, 3, C_in)
@@ -131,6 +132,8 @@ def conv_shared(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
         # up: 4 parity kernels (upsample_weight), the blur included; else 4x fewer multiplies
         y = winograd_conv(xs, p.winograd, winograd_plan("same", WINOGRAD_TILE),
                           phases=2 if layer.up else 1)
+    elif p.fold is not None:
+        y = fold_upsample(xs, p.fold)
     elif layer.up:
         parts = p.parity
         y = blur_after_transpose(conv_transpose_stride2(
@@ -140,6 +143,31 @@ def conv_shared(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
     if p.noise is None and p.bias is None:  # relu(y d) g == relu(y) (d g) as d > 0: one pass less
         return y.relu_().mul_((d * ACT_GAIN)[:, :, None, None].to(y.dtype))
     return _finish(y.mul_(d[:, :, None, None].to(y.dtype)), p)
+
+
+def fold_weight(weight: torch.Tensor) -> torch.Tensor:
+    """(O, I, 3, 3) -> (4 O, I, 3, 3) float32, rows ordered (parity ey, ex, o): the 2x upsampling
+    layer (stride-2 transposed conv, then the [1,3,3,1] blur) as one stride-1 3x3 correlation per
+    output parity (stylegan_winograd.upsample_weight, exact), for `fold_upsample`."""
+    k = upsample_weight(weight)  # rows (o, ey, ex)
+    o = weight.shape[0]
+    return k.reshape(o, 4, *k.shape[1:]).transpose(0, 1).reshape(k.shape).float().contiguous()
+
+
+def fold_upsample(x: torch.Tensor, w4: torch.Tensor) -> torch.Tensor:
+    """(B, I, h, w) -> (B, O, 2h, 2w): one 3x3 conv to the 4 parities, then a pixel shuffle.
+
+    Output pixel (2q + ey, 2r + ex) of channel o is conv channel (2 ey + ex) O + o at (q, r).
+    Keeps x's memory format (channels-last stays channels-last: one copy for the shuffle).
+    """
+    b, _, h, w = x.shape
+    o = w4.shape[0] // 4
+    y = F.conv2d(x, w4, padding=1)  # (B, 4 O, h, w)
+    if y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous():
+        t = y.permute(0, 2, 3, 1).reshape(b, h, w, 2, 2, o).permute(0, 1, 3, 2, 4, 5)
+        return t.reshape(b, 2 * h, 2 * w, o).permute(0, 3, 1, 2)
+    t = y.reshape(b, 2, 2, o, h, w).permute(0, 3, 4, 1, 5, 2)  # (b, o, q, ey, r, ex)
+    return t.reshape(b, o, 2 * h, 2 * w)
 
 
 def tap_matrix(p: LayerParams, bank9: torch.Tensor) -> torch.Tensor:
@@ -328,6 +356,9 @@ def to_rgb(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
     """1x1 modulated conv without demodulation, style gain 1/sqrt(C_in), zero bias."""
     b, _, h, w = x.shape
     wt = p.rgb_weight * (p.s[:, None, :] / math.sqrt(layer.c_in))  # (B, 3, C_in)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        pix = x.permute(0, 2, 3, 1).reshape(b, h * w, layer.c_in)  # a view: no copy
+        return torch.bmm(pix, wt.to(x.dtype).transpose(1, 2)).transpose(1, 2).reshape(b, 3, h, w)
     return torch.bmm(wt.to(x.dtype), x.reshape(b, layer.c_in, h * w)).reshape(b, 3, h, w)
 
 
