@@ -164,7 +164,8 @@ def test_layers_widths_and_latent_count_follow_the_reference():
 @pytest.mark.parametrize("name", VARIANTS)
 def test_fast_path_matches_reference_path(name):
     idx = [0, 1, 401]  # two networks in one batch
-    fast = create_generator(name, **SMALL).generate(idx, seed=5)
+    # float32: "auto" may pick bfloat16 for Random on CPU (test_stylegan_winograd bounds it)
+    fast = create_generator(name, compute_dtype="float32", **SMALL).generate(idx, seed=5)
     ref = create_generator(name, path="reference", **SMALL).generate(idx, seed=5)
     assert torch.allclose(fast, ref, atol=2e-4), float((fast - ref).abs().max())
     assert fast.std() > 0.05

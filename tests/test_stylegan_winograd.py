@@ -69,9 +69,11 @@ def test_winograd_image_does_not_depend_on_its_batch():
 def test_random_generator_with_winograd_matches_direct():
     # (the reference-path comparison of test_stylegan.py runs "auto", i.e. Winograd, at 64 ch)
     idx = [0, 1, 2]
-    wino = create_generator("stylegan_random", conv_algorithm="winograd", **SMALL)
+    wino = create_generator("stylegan_random", conv_algorithm="winograd", compute_dtype="float32",
+                            **SMALL)
     x = wino.generate(idx, seed=5)
-    direct = create_generator("stylegan_random", conv_algorithm="direct", **SMALL)
+    direct = create_generator("stylegan_random", conv_algorithm="direct", compute_dtype="float32",
+                              **SMALL)
     y = direct.generate(idx, seed=5)
     assert not torch.equal(x, y)  # the Winograd path did run
     assert torch.allclose(x, y, atol=2e-4), float((x - y).abs().max())
@@ -93,7 +95,7 @@ def test_bfloat16_winograd_keeps_random_smooth():
     sys.path.insert(0, str(Path(__file__).parent))
     from test_stylegan import spectrum_slope
 
-    x32 = create_generator("stylegan_random", **SMALL).generate(8, seed=0)
+    x32 = create_generator("stylegan_random", compute_dtype="float32", **SMALL).generate(8, seed=0)
     x16 = create_generator("stylegan_random", compute_dtype="bfloat16", conv_algorithm="winograd",
                            **SMALL).generate(8, seed=0)
     assert (x32 - x16).abs().mean() < 0.015
@@ -109,8 +111,10 @@ def test_conv_algorithm_is_validated():
 def test_fold_upsampling_equals_transposed_conv_and_blur():
     """conv_algorithm="fold" (the CUDA default's up layers: one 3x3 conv to 4 x the channels with
     the blur folded in, then a pixel shuffle) renders the direct path's images to rounding."""
-    fold = create_generator("stylegan_random", conv_algorithm="fold", **SMALL)
-    direct = create_generator("stylegan_random", conv_algorithm="direct", **SMALL)
+    fold = create_generator("stylegan_random", conv_algorithm="fold", compute_dtype="float32",
+                            **SMALL)
+    direct = create_generator("stylegan_random", conv_algorithm="direct", compute_dtype="float32",
+                              **SMALL)
     a = fold.generate(range(4), seed=5)
     b = direct.generate(range(4), seed=5)
     assert float((a - b).abs().max()) < 1e-4
@@ -121,10 +125,38 @@ def test_channels_last_activations_match(monkeypatch):
     pixel shuffle keeps the layout); forced on CPU it gives the NCHW images to rounding."""
     from noisevision.generators.stylegan import StyleGAN
 
-    direct = create_generator("stylegan_random", conv_algorithm="direct", **SMALL)
+    direct = create_generator("stylegan_random", conv_algorithm="direct", compute_dtype="float32",
+                              **SMALL)
     want = direct.generate(range(4), seed=6)
     monkeypatch.setattr(StyleGAN, "_memory_format", lambda self, dev: torch.channels_last)
     monkeypatch.setattr(StyleGAN, "_use_winograd", lambda self, layer, dev: False)
     monkeypatch.setattr(StyleGAN, "_use_fold", lambda self, dev: True)
-    got = create_generator("stylegan_random", **SMALL).generate(range(4), seed=6)
+    got = create_generator("stylegan_random", compute_dtype="float32", **SMALL).generate(
+        range(4), seed=6)
     assert float((got - want).abs().max()) < 1e-4
+
+
+def test_auto_dtype_is_bfloat16_only_for_random_on_a_bf16_cpu(monkeypatch):
+    from noisevision.generators import stylegan
+
+    cpu = torch.device("cpu")
+    for native in (True, False):
+        monkeypatch.setattr(stylegan, "_cpu_has_bf16", lambda native=native: native)
+        want = torch.bfloat16 if native else torch.float32
+        assert create_generator("stylegan_random", **SMALL).compute_dtype(cpu) == want
+        assert create_generator("stylegan_oriented", **SMALL).compute_dtype(cpu) == torch.float32
+        assert create_generator("stylegan_random", compute_dtype="float32",
+                                **SMALL).compute_dtype(cpu) == torch.float32
+    assert create_generator("stylegan_random", **SMALL).compute_dtype(
+        torch.device("cuda")) == torch.float32
+
+
+def test_default_random_stays_within_the_bfloat16_bounds():
+    """Whatever "auto" picks on this CPU, the default images stay close to float32 ones."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_stylegan import spectrum_slope
+
+    x = create_generator("stylegan_random", **SMALL).generate(8, seed=1)
+    x32 = create_generator("stylegan_random", compute_dtype="float32", **SMALL).generate(8, seed=1)
+    assert (x - x32).abs().mean() < 0.015
+    assert abs(spectrum_slope(x) - spectrum_slope(x32)) < 0.05

@@ -60,12 +60,12 @@ from noisevision.generators.stylegan_filters import (
     wavelet_bank,
 )
 from noisevision.generators.stylegan_net import (
-    fold_weight,
     Layer,
     LayerParams,
     build_layers,
     conv_reference,
     conv_shared,
+    fold_weight,
     num_ws,
     synthesize,
     synthesize_tied,
@@ -180,7 +180,9 @@ class StyleGANConfig:
     bias_range: tuple = (-0.2, 0.2)  # per output channel U(low, high) (Sparse/Oriented: +-0.2)
     color_norm: str = "imagenet"  # "imagenet": random per-channel mean/std (s5.1) | "old"
     path: str = "fast"  # "fast" (structured) | "reference" (dense per-image convs, slow)
-    compute_dtype: str = "float32"  # "float32" | "bfloat16" (fast path activations)
+    # fast-path arithmetic: "float32", "bfloat16", or "auto" (StyleGAN.compute_dtype: bfloat16
+    # for Random's dense convolutions on a CPU with native bfloat16, else float32)
+    compute_dtype: str = "auto"
     # Random's 3x3 convs: "auto" (CPU: Winograd F(4,3) where it measured faster, see
     # StyleGAN._use_winograd; CUDA: "fold" in channels-last), "winograd" (every conv layer),
     # "direct" (library convolutions; up layers as transposed conv + blur), "fold" (up layers
@@ -203,7 +205,7 @@ class StyleGANConfig:
         _choice("noise_envelope", self.noise_envelope, ("none", "lanczos", "bicubic"))
         _choice("color_norm", self.color_norm, ("imagenet", "old"))
         _choice("path", self.path, ("fast", "reference"))
-        _choice("compute_dtype", self.compute_dtype, ("float32", "bfloat16"))
+        _choice("compute_dtype", self.compute_dtype, ("auto", "float32", "bfloat16"))
         _choice("conv_algorithm", self.conv_algorithm, ("auto", "winograd", "direct", "fold"))
         s = self.shared_noise_size
         check(isinstance(s, int) and s >= self.resolution and s <= 4096 and s & (s - 1) == 0,
@@ -312,7 +314,7 @@ class StyleGAN(Generator):
 
     def _dictionary_noise(self, seed: int, uniq: list[int], local: torch.Tensor, li: int,
                           res: int, index: torch.Tensor) -> torch.Tensor:
-        """Map `index` of layer li's dictionary of network uniq[local] per image -> (B, 1, res, res).
+        """Map `index` of layer li's dictionary of network uniq[local] -> (B, 1, res, res).
 
         A network's dictionary for a layer is made whole, once ((D, res, res); map j from
         ImageRandom(seed, group * D + j)), and images pick their maps by one gather.
@@ -426,7 +428,7 @@ class StyleGAN(Generator):
 
     def _synthesize_fast(self, const: torch.Tensor, params: list[LayerParams],
                          nets: list[dict]) -> torch.Tensor:
-        dtype = torch.bfloat16 if self.config.compute_dtype == "bfloat16" else torch.float32
+        dtype = self.compute_dtype(const.device)
         if self.config.conv_weights == "gaussian":  # one network in this batch
             fmt = self._memory_format(const.device)
             for li, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
@@ -452,6 +454,21 @@ class StyleGAN(Generator):
         bank = self._bank.to(const.device)
         return synthesize_tied(const.to(dtype), self.layers, params, bank, self._buffer)
 
+    def compute_dtype(self, device: torch.device) -> torch.dtype:
+        """The fast path's arithmetic type on `device` (config.compute_dtype, "auto" resolved).
+
+        "auto": bfloat16 for StyleGAN-Random's dense convolutions on a CPU with native bfloat16
+        (oneDNN reports it: AVX512-BF16 or AMX), where it is about 2x faster and the images stay
+        within the tested bounds of float32 ones (mean |diff| < 0.01, the same spectrum slope);
+        float32 everywhere else (the wavelet variants, CUDA, older CPUs).
+        """
+        cd = self.config.compute_dtype
+        if cd == "auto":
+            native = device.type == "cpu" and _cpu_has_bf16()
+            return torch.bfloat16 if native and self.config.conv_weights == "gaussian" \
+                else torch.float32
+        return torch.bfloat16 if cd == "bfloat16" else torch.float32
+
     def _use_winograd(self, layer: Layer, device: torch.device) -> bool:
         """Whether StyleGAN-Random's `layer` runs as a Winograd F(4, 3) convolution.
 
@@ -468,7 +485,7 @@ class StyleGAN(Generator):
         if device.type != "cpu" or min(layer.c_in, layer.c_out) < 64:
             return False
         if layer.up:
-            return self.config.compute_dtype == "bfloat16" and layer.res >= 128
+            return self.compute_dtype(device) == torch.bfloat16 and layer.res >= 128
         return layer.res >= 16
 
     def _memory_format(self, device: torch.device) -> torch.memory_format:
@@ -523,6 +540,15 @@ class StyleGAN(Generator):
         sd = raw.std(dim=(2, 3), keepdim=True, unbiased=False)
         x = (raw - mu) / (sd + 1e-8) * std[:, :, None, None] + mean[:, :, None, None]
         return x.clamp(0.0, 1.0)
+
+
+def _cpu_has_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 natively on this CPU (False where the check is missing)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available()
+                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 _RANDOMIZED = {"conv_weights": "wavelet", "noise_maps": "dictionary"}
