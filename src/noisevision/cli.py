@@ -7,6 +7,7 @@ Subcommands register through COMMANDS: (name, help, add_arguments, handler).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -49,6 +50,8 @@ def parse_indices(text: str) -> list[int]:
 
 def _add_list(p: argparse.ArgumentParser) -> None:
     p.add_argument("pattern", nargs="?", default=None, help="glob filter, e.g. 'dead_leaves*'")
+    p.add_argument("--config", action="store_true",
+                   help="print each generator's default options (what --set can change) as JSON")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -57,10 +60,38 @@ def _cmd_list(args: argparse.Namespace) -> int:
     names = list_generators(args.pattern)
     if not names:
         raise UsageError(f"no generator matches {args.pattern!r} (try `noisevision list`)")
+    if args.config:
+        from noisevision.generators.base import create_generator
+
+        configs = {n: create_generator(n).describe()["config"] for n in names}
+        print(json.dumps(configs, indent=2))
+        return 0
     width = max(len(n) for n in names)
     for name in names:
         print(f"{name:<{width}}  {describe_generator(name)}")
     return 0
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="generator option (repeatable), e.g. --set compute_dtype=float32 "
+                        "--set noise_alpha=[0.5,2]; values are JSON, else text; the options "
+                        "of a generator are listed by `noisevision list --config NAME`")
+
+
+def parse_set(items: list[str]) -> dict:
+    """["k=v", ...] -> {k: v}, v parsed as JSON (numbers, lists, true/false) or kept as text."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set width=0.5")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
 
 
 # --- preview --------------------------------------------------------------------------------
@@ -73,13 +104,14 @@ def _add_preview(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--out", default="sheet.png", help="output PNG (default sheet.png)")
+    _add_set(p)
 
 
 def _cmd_preview(args: argparse.Namespace) -> int:
     from noisevision.data.sheet import contact_sheet
     from noisevision.generators.base import create_generator
 
-    gen = create_generator(args.name, resolution=args.resolution)
+    gen = create_generator(args.name, **{**parse_set(args.set), "resolution": args.resolution})
     indices = parse_indices(args.indices) if args.indices else list(range(args.n))
     out = Path(args.out)
     if out.is_dir():
@@ -122,6 +154,7 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sheet", action="store_true",
                    help="also write DIR/sheet.png, a contact sheet of the first 16 images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_set(p)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -132,8 +165,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     n = args.n or preset.get("n")
     if n is None:
         raise UsageError("say how many images: --n N or --scale small|large")
-    resolution = args.resolution or preset.get("resolution")
-    gen = create_generator(args.name, resolution=resolution)
+    opts = parse_set(args.set)
+    resolution = args.resolution or opts.pop("resolution", None) or preset.get("resolution")
+    gen = create_generator(args.name, **{**opts, "resolution": resolution})
     result = write_dataset(gen, args.out, n, seed=args.seed, start=args.start, fmt=args.format,
                            jpeg_quality=args.jpeg_quality, workers=args.workers,
                            device=args.device, shard=Shard.parse(args.shard),
