@@ -26,6 +26,7 @@ Two synthesis paths compute the same images:
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -275,6 +276,16 @@ def _materialized_sums(u: torch.Tensor, noise: torch.Tensor, alpha: torch.Tensor
     return out
 
 
+def _fused(device: torch.device) -> bool:
+    """Whether the tied path's channel sums run as the fused Triton kernel (CUDA only; set
+    NOISEVISION_TRITON=0 to fall back to the torch code)."""
+    if device.type != "cuda" or os.environ.get("NOISEVISION_TRITON", "1") == "0":
+        return False
+    from noisevision.generators import stylegan_triton
+
+    return stylegan_triton.available(device)
+
+
 def synthesize_tied(const: torch.Tensor, layers: list[Layer], params: list[LayerParams],
                     bank: torch.Tensor, buffer) -> torch.Tensor:
     """Fast path for W[o, i] = a_o f_{k(i)} (filter tied to the input, amplitude per output).
@@ -310,6 +321,10 @@ def synthesize_tied(const: torch.Tensor, layers: list[Layer], params: list[Layer
         nonlocal x
         if x is None:
             u, noise, alpha, beta = lazy
+            if _fused(u.device):  # CUDA: one Triton kernel, the C maps stay in registers
+                from noisevision.generators.stylegan_triton import fused_relu_sums
+
+                return fused_relu_sums(u, noise, alpha, beta, rows.float()).to(dtype)
             if beta is None and noise is not None:
                 return relu_mix_table(u, noise.abs(), noise < 0, alpha, torch.ones_like(alpha),
                                       rows.float()).to(dtype)
