@@ -92,7 +92,8 @@ def main() -> None:
     ap.add_argument("--batch-sizes", default="16", help="comma-separated batch sizes")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    ap.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                    help="compute_dtype (default auto: the generator's default)")
     ap.add_argument("--conv-algorithm", default="auto", choices=("auto", "winograd", "direct"),
                     help="StyleGAN-Random's stride-1 convolutions (Winograd or direct)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")

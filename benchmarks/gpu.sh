@@ -30,12 +30,15 @@ torchvision.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
 
 want check && step 90 check python3 benchmarks/gpu_check.py
 want stylegan && step 150 stylegan python3 benchmarks/bench_stylegan.py --device cuda \
-    --resolution 256 --n 8192 --batch-sizes 64,256,1024 --max-seconds 4
-want stylegan && step 60 stylegan_bf16 python3 benchmarks/bench_stylegan.py --device cuda \
-    --resolution 256 --n 8192 --batch-sizes 64,256 --max-seconds 4 --dtype bfloat16 \
-    --variants stylegan_random,stylegan_oriented
-want profile && step 45 profile_oriented python3 benchmarks/bench_stylegan.py --device cuda \
-    --resolution 256 --n 256 --batch-sizes 256 --variants stylegan_oriented --profile
+    --resolution 256 --n 8192 --batch-sizes 256,1024 --max-seconds 4
+want stylegan && step 90 stylegan_random python3 benchmarks/bench_stylegan.py --device cuda \
+    --resolution 256 --n 8192 --batch-sizes 256,1024 --max-seconds 4 --dtype bfloat16 \
+    --variants stylegan_random
+want stylegan && step 60 stylegan_direct python3 benchmarks/bench_stylegan.py --device cuda \
+    --resolution 256 --n 8192 --batch-sizes 256 --max-seconds 4 --conv-algorithm direct \
+    --variants stylegan_random
+want profile && step 60 profile_oriented python3 benchmarks/bench_stylegan.py --device cuda \
+    --resolution 256 --n 1024 --batch-sizes 1024 --variants stylegan_oriented --profile
 want profile && step 45 profile_random python3 benchmarks/bench_stylegan.py --device cuda \
     --resolution 256 --n 256 --batch-sizes 256 --variants stylegan_random --profile
 want deadleaves && step 45 deadleaves python3 benchmarks/bench_dead_leaves.py --device cuda \
