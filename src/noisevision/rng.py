@@ -86,11 +86,14 @@ class ImageRandom:
     device of `indices`.
     """
 
-    def __init__(self, seed: int, indices: torch.Tensor, stream: str) -> None:
+    def __init__(self, seed: int, indices: torch.Tensor, stream: str,
+                 _checked: bool = False) -> None:
         self.seed = seed
         self.stream = stream
-        self.indices = as_index_tensor(indices, device=indices.device if
-                                       isinstance(indices, torch.Tensor) else None)
+        # (child streams reuse checked indices: the range check reads the values, which on a
+        # GPU would wait for the device)
+        self.indices = indices if _checked else as_index_tensor(
+            indices, device=indices.device if isinstance(indices, torch.Tensor) else None)
         w0, w1, w2 = seed_words(seed, stream)
         self._triton = _use_triton(self.indices.device)
         if self._triton:  # the same int64 arithmetic, one kernel (rng_triton)
@@ -116,7 +119,7 @@ class ImageRandom:
 
     def child(self, name: str) -> ImageRandom:
         """An independent stream for a sub-task, keyed by the same indices."""
-        return ImageRandom(self.seed, self.indices, f"{self.stream}/{name}")
+        return ImageRandom(self.seed, self.indices, f"{self.stream}/{name}", _checked=True)
 
     def bits(self, *shape: int) -> torch.Tensor:
         """Uniform 32-bit integers as int64 in [0, 2**32), shape (B, *shape)."""

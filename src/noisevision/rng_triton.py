@@ -50,10 +50,12 @@ if triton is not None:
         return x ^ (x >> 16)
 
     @triton.jit
-    def _word(hi, lo):
+    def _word(hi, lo, zero64):
         # a 32-bit word passed as two 16-bit int32 halves (Triton types Python ints in
-        # [2**31, 2**32) as uint32; halves keep every scalar a plain positive int32)
-        return (hi.to(tl.int64) << 16) | lo.to(tl.int64)
+        # [2**31, 2**32) as uint32; halves keep every scalar a plain positive int32). The
+        # halves may arrive as int32 scalars or, when Triton specializes a value such as 1, as
+        # compile-time ints: adding them to an int64 zero tensor works for both.
+        return ((zero64 + hi) << 16) | (zero64 + lo)
 
     @triton.jit
     def _bits_kernel(ka_ptr, kb_ptr, out_ptr, start_hi, start_lo, n, BLOCK: tl.constexpr):
@@ -62,7 +64,7 @@ if triton is not None:
         mask = offs < n
         ka = tl.load(ka_ptr + b)
         kb = tl.load(kb_ptr + b)
-        ctr = (_word(start_hi, start_lo) + offs) & 0xFFFFFFFF
+        ctr = (_word(start_hi, start_lo, offs * 0) + offs) & 0xFFFFFFFF
         x = _mix32((_mul32(ctr, 0x79B9, 0x9E37) + ka) & 0xFFFFFFFF)
         x = _mix32(x ^ kb)
         tl.store(out_ptr + b.to(tl.int64) * n + offs, x, mask=mask)
@@ -73,7 +75,8 @@ if triton is not None:
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < n
         idx = tl.load(idx_ptr + offs, mask=mask, other=0)
-        w0, w1, w2 = _word(w0h, w0l), _word(w1h, w1l), _word(w2h, w2l)
+        z = idx * 0
+        w0, w1, w2 = _word(w0h, w0l, z), _word(w1h, w1l, z), _word(w2h, w2l, z)
         lo = idx & 0xFFFFF
         hi = idx >> 20
         ka = _mix32(_mix32(lo ^ w0) ^ (hi * 0x9E37 & 0xFFFFFFFF))

@@ -150,9 +150,10 @@ def fold_weight(weight: torch.Tensor) -> torch.Tensor:
     """(O, I, 3, 3) -> (4 O, I, 3, 3) float32, rows ordered (parity ey, ex, o): the 2x upsampling
     layer (stride-2 transposed conv, then the [1,3,3,1] blur) as one stride-1 3x3 correlation per
     output parity (stylegan_winograd.upsample_weight, exact), for `fold_upsample`."""
-    k = upsample_weight(weight)  # rows (o, ey, ex)
+    k = upsample_weight(weight.detach().cpu())  # rows (o, ey, ex); float64, once per network
     o = weight.shape[0]
-    return k.reshape(o, 4, *k.shape[1:]).transpose(0, 1).reshape(k.shape).float().contiguous()
+    k = k.reshape(o, 4, *k.shape[1:]).transpose(0, 1).reshape(k.shape)
+    return k.float().contiguous().to(weight.device)
 
 
 def fold_upsample(x: torch.Tensor, w4: torch.Tensor) -> torch.Tensor:
