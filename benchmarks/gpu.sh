@@ -2,16 +2,18 @@
 # One prepared run on a lent CUDA GPU (H100/H200): correctness checks, then every family's
 # benchmark, each step under its own time limit, logs under $OUT (default ./gpu_out).
 #
-#   bash benchmarks/gpu.sh            # everything (about 8 minutes)
-#   bash benchmarks/gpu.sh stylegan   # only the named steps: check stylegan profile deadleaves
-#                                     # statistical pretrain
+#   bash benchmarks/gpu.sh            # everything (about 5 minutes on an H200)
+#   bash benchmarks/gpu.sh stylegan   # only the named steps: check dataset stylegan profile
+#                                     # deadleaves statistical pretrain
+# StyleGAN-Random is timed at batch sizes dividing its 400 images per network (a CUDA batch
+# spanning two networks renders each part at the full batch shape: see StyleGAN.render).
 # The last lines summarise the figures (one line per configuration). Run from the repository
 # root; the package is taken from ./src, so nothing is installed.
 set -u
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-STEPS=${*:-check stylegan profile deadleaves statistical pretrain}
+STEPS=${*:-check dataset stylegan profile deadleaves statistical pretrain}
 
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 step() {  # step SECONDS NAME command...
@@ -29,18 +31,17 @@ python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchv
 torchvision.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
 
 want check && step 90 check python3 benchmarks/gpu_check.py
+want dataset && step 120 dataset bash benchmarks/gpu_dataset_check.sh
 want stylegan && step 150 stylegan python3 benchmarks/bench_stylegan.py --device cuda \
-    --resolution 256 --n 8192 --batch-sizes 256,1024 --max-seconds 4
-want stylegan && step 90 stylegan_random python3 benchmarks/bench_stylegan.py --device cuda \
-    --resolution 256 --n 8192 --batch-sizes 256,1024 --max-seconds 4 --dtype bfloat16 \
-    --variants stylegan_random
-want stylegan && step 60 stylegan_direct python3 benchmarks/bench_stylegan.py --device cuda \
-    --resolution 256 --n 8192 --batch-sizes 256 --max-seconds 4 --conv-algorithm direct \
-    --variants stylegan_random
-want profile && step 60 profile_oriented python3 benchmarks/bench_stylegan.py --device cuda \
-    --resolution 256 --n 1024 --batch-sizes 1024 --variants stylegan_oriented --profile
+    --resolution 256 --n 8192 --batch-sizes 256,1024 --max-seconds 4 \
+    --variants stylegan_highfreq,stylegan_sparse,stylegan_oriented
+want stylegan && step 60 stylegan_random python3 benchmarks/bench_stylegan.py --device cuda \
+    --resolution 256 --n 8192 --batch-sizes 200,400 --max-seconds 4 --variants stylegan_random
+want stylegan && step 60 stylegan_random_fp32 python3 benchmarks/bench_stylegan.py \
+    --device cuda --resolution 256 --n 8192 --batch-sizes 400 --max-seconds 4 \
+    --dtype float32 --variants stylegan_random
 want profile && step 45 profile_random python3 benchmarks/bench_stylegan.py --device cuda \
-    --resolution 256 --n 256 --batch-sizes 256 --variants stylegan_random --profile
+    --resolution 256 --n 400 --batch-sizes 400 --variants stylegan_random --profile
 want deadleaves && step 45 deadleaves python3 benchmarks/bench_dead_leaves.py --device cuda \
     --batch-size 512 --resolutions 128 256
 want statistical && step 60 statistical python3 benchmarks/bench_statistical.py --device cuda \
@@ -49,4 +50,4 @@ want pretrain && step 60 pretrain python3 benchmarks/bench_pretrain.py --device 
     --steps 10
 
 echo "== summary"
-grep -h "img/s\|images/s\|FAIL\|all GPU checks\|Error" "$OUT"/*.log 2>/dev/null | cut -c1-220
+grep -h "img/s\|images/s\|FAIL\|all GPU checks\|Error\|^ok   dataset" "$OUT"/*.log 2>/dev/null | cut -c1-220

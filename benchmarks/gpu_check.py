@@ -54,6 +54,8 @@ def main() -> int:
             g1 = gen.generate(range(n), seed=3, device=dev, batch_size=n)
             g2 = gen.generate(range(n), seed=3, device=dev, batch_size=n)
             g3 = gen.generate(range(n), seed=3, device=dev, batch_size=3)
+            rev = gen.generate(range(n - 1, -1, -1), seed=3, device=dev, batch_size=n)
+            short = gen.generate(range(3), seed=3, device=dev, batch_size=n)  # padded to n
             cpu = gen.generate(range(n), seed=3, device="cpu", batch_size=n)
         except Exception as e:  # noqa: BLE001 - report and go on to the other generators
             report(name, "runs on cuda", False, f"{type(e).__name__}: {e}")
@@ -63,8 +65,13 @@ def main() -> int:
         report(name, "finite, in [0, 1]", ok, f"shape {tuple(g1.shape)} device {g1.device}")
         m, mx, _ = stats(g1c, g2.cpu())
         report(name, "same twice", mx == 0.0, f"max |diff| {mx:.2e}")
-        m, mx, frac = stats(g1c, g3.cpu())
-        report(name, "batch 8 vs 3", mx < 1e-3, f"mean {m:.2e} max {mx:.2e}")
+        # same batch size: an image's bytes must not depend on its neighbours or position
+        m, mx, _ = stats(g1c, rev.cpu().flip(0))
+        report(name, "batch order, same size", mx == 0.0, f"max {mx:.2e}")
+        m, mx, _ = stats(g1c[:3], short.cpu())
+        report(name, "3 images padded to 8", mx == 0.0, f"max {mx:.2e}")
+        m, mx, frac = stats(g1c, g3.cpu())  # another batch size: float rounding only
+        print(f"info {name:28s} batch 8 vs 3: mean {m:.2e} max {mx:.2e} >1/255: {frac:.4f}")
         m, mx, frac = stats(g1c, cpu)
         # dead leaves: a few boundary pixels may flip (float rounding of polygon edges); the
         # others agree to float rounding through their whole pipeline

@@ -18,7 +18,7 @@ FORMAT_TAG = "noisevision-dataset-v1"
 
 # Fields that define the dataset's content; two runs agreeing on these may fill one folder.
 IDENTITY_FIELDS = ("generator", "config", "seed", "start", "count", "resolution", "format",
-                   "jpeg_quality")
+                   "jpeg_quality", "batch_size")
 
 
 def git_sha() -> str | None:
@@ -43,6 +43,7 @@ class Manifest:
     format: str                    # "png" or "jpg"
     jpeg_quality: int | None       # JPEG quality (None for PNG)
     device: str = "cpu"            # device type that rendered the images (bit-exact on it)
+    batch_size: int | None = None  # CUDA: the render batch shape (bytes depend on it); CPU: None
     versions: dict[str, str] = field(default_factory=dict)
     git_sha: str | None = None
     created: str = ""

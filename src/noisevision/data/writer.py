@@ -135,10 +135,11 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
     shard = shard or Shard()
     out = Path(out)
 
+    bs = batch_size or generator.default_batch_size(dev)
     manifest = Manifest.create(generator=generator.name, config=generator.describe()["config"],
                                seed=seed, start=start, count=n, resolution=generator.resolution,
                                format=fmt, jpeg_quality=jpeg_quality if fmt == "jpg" else None,
-                               device=dev.type)
+                               device=dev.type, batch_size=bs if dev.type == "cuda" else None)
     prepare_folder(out, manifest, overwrite)
     remove_stale_temporaries(out)
 
@@ -152,7 +153,6 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
     except OSError as exc:
         raise UsageError(f"cannot create chunk folders in {out}: {exc.strerror}") from None
 
-    bs = batch_size or generator.default_batch_size(dev)
     nworkers = workers or max(1, os.cpu_count() or 1)
     batches = [todo[b:b + bs] for b in range(0, len(todo), bs)]
     job = _Job(out=out, seed=seed, fmt=fmt, jpeg_quality=jpeg_quality)
@@ -162,7 +162,7 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
         if dev.type == "cpu" and nworkers > 1 and len(batches) > 1:
             written = _write_processes(generator, job, batches, nworkers, bar)
         else:
-            written = _write_threads(generator, job, batches, dev, nworkers, bar)
+            written = _write_threads(generator, job, batches, dev, nworkers, bar, bs)
     finally:
         bar.close()
     return WriteResult(out=out, written=written, skipped=skipped, indices=(lo, hi))
@@ -183,7 +183,7 @@ class _Job:
 
 
 def _write_threads(generator: Generator, job: _Job, batches: list[list[int]],
-                   dev: torch.device, nthreads: int, bar: tqdm) -> int:
+                   dev: torch.device, nthreads: int, bar: tqdm, bs: int) -> int:
     """Render in this process (any device); encode and write on a thread pool."""
     pending: deque[Future] = deque()
     written = 0
@@ -192,7 +192,7 @@ def _write_threads(generator: Generator, job: _Job, batches: list[list[int]],
             for batch in batches:
                 idx = torch.tensor(batch, dtype=torch.int64, device=dev)
                 with torch.no_grad():
-                    arrays = to_uint8(generator.render(idx, job.seed))
+                    arrays = to_uint8(generator.render_batch(idx, job.seed, bs))
                 pending.append(pool.submit(job.save, batch, arrays))
                 while len(pending) > 2 * nthreads or (pending and pending[0].done()):
                     k = pending.popleft().result()

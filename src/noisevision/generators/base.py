@@ -77,8 +77,23 @@ class Generator(abc.ABC):
         if idx.numel() == 0:
             r = self.resolution
             return torch.empty(0, 3, r, r, device=dev)
-        out = [self.render(idx[i:i + bs], seed) for i in range(0, idx.numel(), bs)]
+        out = [self.render_batch(idx[i:i + bs], seed, bs) for i in range(0, idx.numel(), bs)]
         return torch.cat(out).clamp_(0.0, 1.0)
+
+    def render_batch(self, indices: torch.Tensor, seed: int, batch_size: int) -> torch.Tensor:
+        """`render(indices)` for up to `batch_size` indices; on CUDA always in that shape.
+
+        On CPU every family renders an image bit-identically in any batch. GPU libraries
+        (cuFFT, cuBLAS, cuDNN) choose kernels by problem size, so on CUDA a short batch is padded
+        to `batch_size` by repeating its last index: an image's bytes then depend on the batch
+        size only, never on which other images share the batch or on the batch's length
+        (datasets record the batch size; `verify` renders with it).
+        """
+        n = indices.numel()
+        if indices.device.type != "cuda" or n >= batch_size or n == 0:
+            return self.render(indices, seed)
+        pad = indices[-1:].expand(batch_size - n)
+        return self.render(torch.cat([indices, pad]), seed)[:n]
 
     def describe(self) -> dict[str, Any]:
         """Name, family and the full resolved config (for manifests and run folders)."""

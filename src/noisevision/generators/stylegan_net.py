@@ -123,27 +123,57 @@ def conv_reference(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tenso
     return _finish(y.reshape(b, layer.c_out, *y.shape[-2:]), p)
 
 
-def conv_shared(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
-    """Dense weights shared by the batch: modulate activations, one conv, demodulate outputs."""
+def conv_raw(xs: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
+    """The shared dense conv of modulated activations `xs`, before demodulation."""
     wt = p.shared  # (O, I, 3, 3)
-    sq = (p.s.square()[:, None, :] * wt.square().sum(dim=(2, 3))[None]).sum(-1)  # (B, O)
-    d = torch.rsqrt(sq + DEMOD_EPS)
-    xs = x.mul_(p.s[:, :, None, None].to(x.dtype))  # in place: its ToRGB has already read x
     if p.winograd is not None:  # Winograd F(4, 3): see stylegan_winograd
         # up: 4 parity kernels (upsample_weight), the blur included; else 4x fewer multiplies
-        y = winograd_conv(xs, p.winograd, winograd_plan("same", WINOGRAD_TILE),
-                          phases=2 if layer.up else 1)
-    elif p.fold is not None:
-        y = fold_upsample(xs, p.fold)
-    elif layer.up:
+        return winograd_conv(xs, p.winograd, winograd_plan("same", WINOGRAD_TILE),
+                             phases=2 if layer.up else 1)
+    if p.fold is not None:
+        return fold_upsample(xs, p.fold)
+    if layer.up:
         parts = p.parity
-        y = blur_after_transpose(conv_transpose_stride2(
-            xs, wt.to(x.dtype) if parts is None else None, parts))
-    else:
-        y = F.conv2d(xs, wt.to(x.dtype), padding=1)
+        return blur_after_transpose(conv_transpose_stride2(
+            xs, wt.to(xs.dtype) if parts is None else None, parts))
+    return F.conv2d(xs, wt.to(xs.dtype), padding=1)
+
+
+def demodulation(p: LayerParams) -> torch.Tensor:
+    """(B, O) 1 / ||W_o s||: the demodulation of shared weights under per-image styles."""
+    sq = (p.s.square()[:, None, :] * p.shared.square().sum(dim=(2, 3))[None]).sum(-1)
+    return torch.rsqrt(sq + DEMOD_EPS)
+
+
+def conv_shared(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
+    """Dense weights shared by the batch: modulate activations, one conv, demodulate outputs."""
+    d = demodulation(p)
+    xs = x.mul_(p.s[:, :, None, None].to(x.dtype))  # in place: its ToRGB has already read x
+    y = conv_raw(xs, layer, p)
     if p.noise is None and p.bias is None:  # relu(y d) g == relu(y) (d g) as d > 0: one pass less
         return y.relu_().mul_((d * ACT_GAIN)[:, :, None, None].to(y.dtype))
     return _finish(y.mul_(d[:, :, None, None].to(y.dtype)), p)
+
+
+def synthesize_shared(const: torch.Tensor, layers: list[Layer],
+                      params: list[LayerParams]) -> torch.Tensor:
+    """`synthesize` with `conv_shared` for layers without noise or bias, one pass less a layer.
+
+    The activation after a conv is relu(y d) g = relu(y) (d g) with d g > 0 per (image,
+    channel), so only relu(y) is written and the scale d g stays pending: the ToRGB reads relu(y)
+    with its weights scaled by it, and the next conv's modulation multiplies by s (d g) in the
+    same pass that applied s alone. Equal to `synthesize(..., conv_shared)` up to rounding.
+    """
+    act, scale, img = const, None, None  # the activation is act * scale (scale None: 1)
+    for layer, p in zip(layers, params, strict=True):
+        if layer.kind == "torgb":
+            rgb = to_rgb(act, layer, p, scale).float()
+            img = rgb if img is None else upsample2x(img) + rgb
+            continue
+        s = p.s if scale is None else p.s * scale
+        y = conv_raw(act.mul_(s[:, :, None, None].to(act.dtype)), layer, p)
+        act, scale = y.relu_(), demodulation(p) * ACT_GAIN
+    return img
 
 
 def fold_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -368,10 +398,15 @@ def synthesize_tied(const: torch.Tensor, layers: list[Layer], params: list[Layer
     return img
 
 
-def to_rgb(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
-    """1x1 modulated conv without demodulation, style gain 1/sqrt(C_in), zero bias."""
+def to_rgb(x: torch.Tensor, layer: Layer, p: LayerParams,
+           scale: torch.Tensor | None = None) -> torch.Tensor:
+    """1x1 modulated conv without demodulation, style gain 1/sqrt(C_in), zero bias.
+
+    `scale` (B, C_in): a per-channel factor of the activations not yet applied to x.
+    """
     b, _, h, w = x.shape
-    wt = p.rgb_weight * (p.s[:, None, :] / math.sqrt(layer.c_in))  # (B, 3, C_in)
+    s = p.s if scale is None else p.s * scale
+    wt = p.rgb_weight * (s[:, None, :] / math.sqrt(layer.c_in))  # (B, 3, C_in)
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         pix = x.permute(0, 2, 3, 1).reshape(b, h * w, layer.c_in)  # a view: no copy
         return torch.bmm(pix, wt.to(x.dtype).transpose(1, 2)).transpose(1, 2).reshape(b, 3, h, w)

@@ -39,7 +39,8 @@ import torch.nn.functional as F
 
 # interpolation points (the last, infinity, is implicit) per output tile size
 WINOGRAD_TILE = 4  # F(4, 3): see the module docstring for the choice
-BLOCK_ELEMENTS = 80_000  # about 320 KB of float32 per transform block (1 MiB L2)
+BLOCK_ELEMENTS = 160_000  # inputs per transform block: 320 KB of bfloat16 (2 MiB L2)
+BAND_TILES = 512  # tiles per band of `winograd_conv` (256 channels: 9.4 MB of bfloat16 products)
 _POINTS = {2: (0.0, 1.0, -1.0), 4: (0.0, 1.0, -1.0, 2.0, -2.0),
            6: (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)}
 
@@ -151,12 +152,14 @@ def winograd_conv(x: torch.Tensor, u: torch.Tensor, p: WinogradPlan,
     written interleaved, (B, O', 2H, 2W): the upsampling layer with its blur.
 
     "same": F.conv2d(x, w, padding=1); "up": conv_transpose_stride2(x, w) on the (2H + 1) grid.
-    Per image: gather the input tiles (L^2, I * tiles), transform them with one (n^2, L^2) matmul
-    per channel block, multiply by u ((n^2, O, I) x (n^2, I, tiles)) in u's dtype, and transform
-    back with one (mo^2, n^2) matmul per channel block. The transforms run in `transform_dtype`,
-    by default u's dtype (with bfloat16, float32 transforms measured no more accurate: the
-    product rounds its inputs and outputs to bfloat16 anyway). Every call has per-image shapes,
-    so an image's result never depends on the other images of the batch.
+    Per image and band of tile rows (`BAND_TILES` tiles: the band's transformed inputs and
+    products stay in the last-level cache): gather the input tiles (L^2, I * tiles), transform
+    them with one (n^2, L^2) matmul per channel block, multiply by u ((n^2, O, I) x
+    (n^2, I, tiles)) in u's dtype, and transform back with one (mo^2, n^2) matmul per channel
+    block. The transforms run in `transform_dtype`, by default u's dtype (with bfloat16, float32
+    transforms measured no more accurate: the product rounds its inputs and outputs to bfloat16
+    anyway). Every call has per-image shapes, so an image's result never depends on the other
+    images of the batch.
     """
     b, c, h, w = x.shape
     n2, o = u.shape[0], u.shape[1]
@@ -165,37 +168,55 @@ def winograd_conv(x: torch.Tensor, u: torch.Tensor, p: WinogradPlan,
     mo = p.at.shape[0]
     hout, wout = p.out_len(h), p.out_len(w)
     ty, tx = -(-hout // mo), -(-wout // mo)
-    # zero padding: one sample before (both kinds read x[j0 - 1]), enough after for the last
-    # tile; applied per channel block (a whole-tensor pad costs a fill and a copy of the input)
-    hp, wp = (ty - 1) * p.step + n_in, (tx - 1) * p.step + n_in
-    pad = (1, wp - w - 1, 1, hp - h - 1)
+    wp = (tx - 1) * p.step + n_in
     kin, kout = _kron(p, transform_dtype, x.device)
     ph = phases
     out = torch.empty(b, o // (ph * ph), ty * mo * ph, tx * mo * ph, dtype=u.dtype,
                       device=x.device)
+    band = -(-ty // -(-(ty * tx) // BAND_TILES))  # tile rows per band, bands of equal size
+    for i in range(b):
+        for t0 in range(0, ty, band):
+            t1 = min(ty, t0 + band)
+            # input rows r0 .. r1 - 1 of the band's tiles; zero padding: one sample before
+            # (both kinds read x[j0 - 1]), enough after for the last tile, applied per channel
+            # block (a whole-tensor pad costs a fill and a copy of the input)
+            r0, r1 = t0 * p.step - 1, (t1 - 1) * p.step + n_in - 1
+            pad = (1, wp - w - 1, max(0, -r0), max(0, r1 - h))
+            xb = x[i, :, max(0, r0):min(h, r1)]
+            _winograd_band(xb, pad, u, p, kin, kout, t1 - t0, tx, transform_dtype,
+                           out[i, :, t0 * mo * ph:t1 * mo * ph], ph)
+    return out[:, :, :hout * ph, :wout * ph]
+
+
+def _winograd_band(xb: torch.Tensor, pad: tuple[int, ...], u: torch.Tensor, p: WinogradPlan,
+                   kin: torch.Tensor, kout: torch.Tensor, ty: int, tx: int,
+                   transform_dtype: torch.dtype, dst: torch.Tensor, ph: int) -> None:
+    """One band of `ty` x `tx` tiles of one image (input rows xb (I, rows, W)) into dst."""
+    c = xb.shape[0]
+    n2, o = u.shape[0], u.shape[1]
+    n_in, mo = p.bt.shape[1], p.at.shape[0]
     tiles = ty * tx
+    hp, wp = xb.shape[1] + pad[2] + pad[3], xb.shape[2] + pad[0] + pad[1]
     # the transforms run on channel blocks of about BLOCK_ELEMENTS inputs, which stay in cache
     # (whole-image gathers re-read the activations from memory once per tile position)
     cb = max(1, BLOCK_ELEMENTS // (hp * wp))
     ob = max(1, BLOCK_ELEMENTS // (tiles * mo * mo * ph * ph)) * ph * ph
-    v = torch.empty(n2, c, tiles, dtype=transform_dtype, device=x.device)
-    for i in range(b):
-        for c0 in range(0, c, cb):
-            c1 = min(c, c0 + cb)
-            xp = F.pad(x[i, c0:c1].to(transform_dtype), pad)
-            d = xp.unfold(1, n_in, p.step).unfold(2, n_in, p.step)  # (cb, ty, tx, L, L) view
-            d = d.permute(3, 4, 0, 1, 2).reshape(n_in * n_in, (c1 - c0) * tiles)
-            torch.mm(kin, d, out=v[:, c0:c1].view(n2, (c1 - c0) * tiles))
-        m = torch.matmul(u, v.to(u.dtype))  # (n^2, O, tiles)
-        for o0 in range(0, o, ob):
-            o1 = min(o, o0 + ob)
-            mb = m[:, o0:o1].reshape(n2, (o1 - o0) * tiles).to(transform_dtype)
-            y = torch.mm(kout, mb).view(mo, mo, o1 - o0, ty, tx)
-            if ph == 1:
-                out[i, o0:o1].view(o1 - o0, ty, mo, tx, mo).copy_(y.permute(2, 3, 0, 4, 1))
-                continue
-            # untile into parity planes, then interleave them (2.5x faster than one copy)
-            planes = y.permute(2, 3, 0, 4, 1).reshape(-1, ph, ph, ty * mo, tx * mo)
-            dst = out[i, o0 // (ph * ph):o1 // (ph * ph)]
-            dst.view(-1, ty * mo, ph, tx * mo, ph).copy_(planes.permute(0, 3, 1, 4, 2))
-    return out[:, :, :hout * ph, :wout * ph]
+    v = torch.empty(n2, c, tiles, dtype=transform_dtype, device=xb.device)
+    for c0 in range(0, c, cb):
+        c1 = min(c, c0 + cb)
+        xp = F.pad(xb[c0:c1].to(transform_dtype), pad)
+        d = xp.unfold(1, n_in, p.step).unfold(2, n_in, p.step)  # (cb, ty, tx, L, L) view
+        d = d.permute(3, 4, 0, 1, 2).reshape(n_in * n_in, (c1 - c0) * tiles)
+        torch.mm(kin, d, out=v[:, c0:c1].view(n2, (c1 - c0) * tiles))
+    m = torch.matmul(u, v.to(u.dtype))  # (n^2, O, tiles)
+    for o0 in range(0, o, ob):
+        o1 = min(o, o0 + ob)
+        mb = m[:, o0:o1].reshape(n2, (o1 - o0) * tiles).to(transform_dtype)
+        y = torch.mm(kout, mb).view(mo, mo, o1 - o0, ty, tx)
+        if ph == 1:
+            dst[o0:o1].view(o1 - o0, ty, mo, tx, mo).copy_(y.permute(2, 3, 0, 4, 1))
+            continue
+        # untile into parity planes, then interleave them (2.5x faster than one copy)
+        planes = y.permute(2, 3, 0, 4, 1).reshape(-1, ph, ph, ty * mo, tx * mo)
+        part = dst[o0 // (ph * ph):o1 // (ph * ph)]
+        part.view(-1, ty * mo, ph, tx * mo, ph).copy_(planes.permute(0, 3, 1, 4, 2))
