@@ -136,7 +136,7 @@ def test_channels_last_activations_match(monkeypatch):
     assert float((got - want).abs().max()) < 1e-4
 
 
-def test_auto_dtype_is_bfloat16_only_for_random_on_a_bf16_cpu(monkeypatch):
+def test_auto_dtype_is_bfloat16_only_for_random_on_cuda_or_a_bf16_cpu(monkeypatch):
     from noisevision.generators import stylegan
 
     cpu = torch.device("cpu")
@@ -147,8 +147,9 @@ def test_auto_dtype_is_bfloat16_only_for_random_on_a_bf16_cpu(monkeypatch):
         assert create_generator("stylegan_oriented", **SMALL).compute_dtype(cpu) == torch.float32
         assert create_generator("stylegan_random", compute_dtype="float32",
                                 **SMALL).compute_dtype(cpu) == torch.float32
-    assert create_generator("stylegan_random", **SMALL).compute_dtype(
-        torch.device("cuda")) == torch.float32
+    cuda = torch.device("cuda")
+    assert create_generator("stylegan_random", **SMALL).compute_dtype(cuda) == torch.bfloat16
+    assert create_generator("stylegan_sparse", **SMALL).compute_dtype(cuda) == torch.float32
 
 
 def test_default_random_stays_within_the_bfloat16_bounds():
