@@ -42,6 +42,10 @@ want stylegan && step 60 stylegan_random_fp32 python3 benchmarks/bench_stylegan.
     --dtype float32 --variants stylegan_random
 want profile && step 45 profile_random python3 benchmarks/bench_stylegan.py --device cuda \
     --resolution 256 --n 400 --batch-sizes 400 --variants stylegan_random --profile
+want profile && step 45 profile_deadleaves python3 benchmarks/profile_generator.py \
+    dead_leaves_shapes --device cuda --resolution 128 --batch 512
+want profile && step 45 profile_statistical python3 benchmarks/profile_generator.py \
+    stat_spectrum_color_wmm --device cuda --resolution 128 --batch 512
 want deadleaves && step 45 deadleaves python3 benchmarks/bench_dead_leaves.py --device cuda \
     --batch-size 512 --resolutions 128 256
 want statistical && step 60 statistical python3 benchmarks/bench_statistical.py --device cuda \
