@@ -2,7 +2,7 @@
 # One prepared run on a lent CUDA GPU (H100/H200): correctness checks, then every family's
 # benchmark, each step under its own time limit, logs under $OUT (default ./gpu_out).
 #
-#   bash benchmarks/gpu.sh            # everything (about 5 minutes on an H200)
+#   bash benchmarks/gpu.sh            # everything (about 6-7 minutes on an H200)
 #   bash benchmarks/gpu.sh stylegan   # only the named steps: check dataset stylegan profile
 #                                     # deadleaves statistical pretrain
 # StyleGAN-Random is timed at batch sizes dividing its 400 images per network (a CUDA batch
@@ -31,7 +31,7 @@ python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchv
 torchvision.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
 
 want check && step 90 check python3 benchmarks/gpu_check.py
-want dataset && step 120 dataset bash benchmarks/gpu_dataset_check.sh
+want dataset && step 300 dataset bash benchmarks/gpu_dataset_check.sh
 want stylegan && step 150 stylegan python3 benchmarks/bench_stylegan.py --device cuda \
     --resolution 256 --n 8192 --batch-sizes 256,1024 --max-seconds 4 \
     --variants stylegan_highfreq,stylegan_sparse,stylegan_oriented
