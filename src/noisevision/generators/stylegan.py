@@ -23,20 +23,26 @@ Determinism: on CPU an image is bit-identical in any batch (tested; per-image wo
 calls whatever the batch: styles are one matrix-vector product per image, batched matmuls have
 per-image shapes, and a batch of one is rendered as two). Changing the number of torch threads
 may change images by float rounding (parallel reductions split differently, and with one thread
-the bias+noise layers are reduced per image in chunks). On CUDA, cuBLAS/cuDNN may pick other
-kernels per batch size, so images agree to float rounding only.
+the bias+noise layers are reduced per image in chunks). On CUDA, cuBLAS/cuDNN pick kernels by
+problem size, so every batch renders in its batch-size shape (`Generator.render_batch` pads a
+short one, and a Random batch spanning two networks renders each part at the full shape): an
+image is then bit-identical at any position of a batch of that size (checked on an H200).
 Bulk draws (network weights, latents, noise phases, filter choices) take two 16-bit uniforms per
 hashed word (`uniform16`) and normals by inverse CDF (`normal16`, |z| <= 4.3); on CPU the hash
-runs in uint32 numpy (`hash_words`, bit-identical to `ImageRandom.bits`).
+runs in uint32 numpy (`hash_words`, bit-identical to `ImageRandom.bits`), on CUDA as one Triton
+kernel per draw (rng_triton).
 
 Speed (BENCHMARKS.md): on a shared, loaded CPU one torch thread is often several times faster
 than two (parallel regions wait for descheduled threads): `torch.set_num_threads(1)`.
 StyleGAN-Random's dense 3x3 convolutions run on CPU as Winograd F(4, 3) (stylegan_winograd.py,
-`conv_algorithm="auto"`), their weights transformed once per network. compute_dtype stays
-"float32" by default for every preset: float32 Winograd images agree with the reference path to
-~1e-6, while bfloat16 Winograd (about 2x faster: 3.5 vs 1.6 img/s at 128 px, 1 thread) changes
-StyleGAN-Random's images by a mean |diff| of 0.006 (max 0.1; bfloat16 direct: 0.002) with the
-spectrum slope unchanged (tested); it is an opt-in speed option, not the definition.
+`conv_algorithm="auto"`), their weights transformed once per network; on CUDA as cuDNN
+convolutions in channels-last, the upsampling layers as one 3x3 convolution to 4x the channels
+with the blur folded in, then a pixel shuffle. `compute_dtype="auto"` (the default) computes
+Random in bfloat16 on CUDA and on CPUs with native bfloat16 (about 2x faster on CPU, 1.25x on
+an H200), float32 elsewhere; float32 images agree with the reference path to ~1e-6, bfloat16
+ones differ from float32 by a mean |diff| of 0.001-0.006 (CUDA direct / CPU Winograd) with the
+spectrum slope unchanged (tested). The wavelet variants stay float32: their CUDA channel sums
+run as one fused Triton kernel (stylegan_triton.py), with no dense convolution at all.
 """
 
 from __future__ import annotations
