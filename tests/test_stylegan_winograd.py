@@ -4,6 +4,7 @@ direct convolutions, and the generator's images with and without them."""
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,32 @@ def test_bfloat16_winograd_upsample_error_per_layer():
             for m in (3, 5)}
     assert errs[3] < 0.008 and errs[5] < 0.02 and errs[5] < 1.2 * four, (errs, four)
     assert up_tile(64) in (3, 4, 5) and up_tile(16) in (3, 4, 5)
+
+
+def test_large_outputs_are_reused_only_when_unreferenced(monkeypatch):
+    # outputs >= REUSE_BYTES are kept for the next call of the same shape, but never handed out
+    # while a result (or a view of it) is still alive
+    monkeypatch.setattr(stylegan_winograd, "REUSE_BYTES", 1)
+    monkeypatch.setattr(stylegan_winograd, "_OUTPUTS", threading.local())
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 2, 16, 8, 8, generator=gen)
+    w = torch.randn(8, 16, 3, 3, generator=gen)
+    p = plan("same", 4)
+    u, uu = transform_weight(w, p, torch.float32), transform_up_weight(w, torch.float32, 3)
+    for fn in (lambda t: winograd_conv(t, u, p), lambda t: winograd_upsample(t, uu)):
+        first = fn(x[0])
+        keep = first.clone()
+        view = first[1:]
+        del first
+        second = fn(x[1])
+        assert torch.equal(view, keep[1:])  # a view of the first result still holds it
+        assert second.untyped_storage().data_ptr() != view.untyped_storage().data_ptr()
+        ptr = second.data_ptr()
+        del view, second
+        third = fn(x[0])  # nothing references the kept output: reused, recomputed
+        assert torch.equal(third, keep)
+        if hasattr(torch._C, "_storage_Use_Count"):
+            assert third.data_ptr() == ptr
 
 
 def test_random_generator_with_winograd_matches_direct():
