@@ -132,14 +132,20 @@ def test_bfloat16_winograd_upsample_error_per_layer():
 
 def test_large_outputs_are_reused_only_when_unreferenced(monkeypatch):
     # outputs >= REUSE_BYTES are kept for the next call of the same shape, but never handed out
-    # while a result (or a view of it) is still alive
+    # while a result (or a view of it) is still alive, e.g. as the input of that next call
     monkeypatch.setattr(stylegan_winograd, "REUSE_BYTES", 1)
     monkeypatch.setattr(stylegan_winograd, "_OUTPUTS", threading.local())
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(2, 2, 16, 8, 8, generator=gen)
-    w = torch.randn(8, 16, 3, 3, generator=gen)
+    w = torch.randn(16, 16, 3, 3, generator=gen)
     p = plan("same", 4)
     u, uu = transform_weight(w, p, torch.float32), transform_up_weight(w, torch.float32, 3)
+    up = winograd_upsample(x[0], uu)  # (2, 16, 16, 16), then convs of that shape
+    keep = up.clone()
+    y = winograd_conv(up, u, p)
+    assert torch.equal(up, keep) and torch.equal(y, winograd_conv(keep, u, p))
+    y2 = winograd_conv(y, u, p)
+    assert torch.equal(up, keep) and not torch.equal(y2, y)
     for fn in (lambda t: winograd_conv(t, u, p), lambda t: winograd_upsample(t, uu)):
         first = fn(x[0])
         keep = first.clone()
@@ -154,6 +160,19 @@ def test_large_outputs_are_reused_only_when_unreferenced(monkeypatch):
         assert torch.equal(third, keep)
         if hasattr(torch._C, "_storage_Use_Count"):
             assert third.data_ptr() == ptr
+
+
+def test_kept_outputs_leave_the_generator_images_unchanged(monkeypatch):
+    # every output kept and reused (REUSE_BYTES 1): the same images as fresh outputs
+    idx = [0, 1, 2]
+    fresh = create_generator("stylegan_random", conv_algorithm="winograd",
+                             compute_dtype="float32", **SMALL).generate(idx, seed=7)
+    monkeypatch.setattr(stylegan_winograd, "REUSE_BYTES", 1)
+    monkeypatch.setattr(stylegan_winograd, "_OUTPUTS", threading.local())
+    wino = create_generator("stylegan_random", conv_algorithm="winograd", compute_dtype="float32",
+                            **SMALL)
+    for _ in range(2):  # the second batch reuses the first one's outputs
+        assert torch.equal(wino.generate(idx, seed=7), fresh)
 
 
 def test_random_generator_with_winograd_matches_direct():

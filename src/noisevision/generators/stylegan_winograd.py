@@ -174,7 +174,8 @@ def _output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) ->
 
     A kept output is handed out again only once every tensor that used it (the caller's result,
     its views) is gone: its storage is then referenced by the kept tensor alone, so no caller can
-    see it overwritten. One kept tensor per shape and dtype and thread.
+    see it overwritten. The caller always gets a view, never the kept tensor object itself (whose
+    Python references the storage count would not see). One kept tensor per shape, dtype, thread.
     """
     use_count = getattr(torch._C, "_storage_Use_Count", None)
     nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
@@ -183,10 +184,11 @@ def _output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) ->
     kept = _OUTPUTS.__dict__.setdefault("by_shape", {})
     key = (tuple(shape), dtype)
     out = kept.get(key)
-    # references: the kept tensor and the temporary storage object of this call
+    # the storage's references: the kept tensor, the temporary storage object of this call, and
+    # one per other tensor on it (the caller's result is a view, a tensor of its own: counted)
     if out is None or use_count(out.untyped_storage()._cdata) > 2:
         out = kept[key] = torch.empty(shape, dtype=dtype, device=device)
-    return out
+    return out.view(shape)
 
 
 def _kron(p: WinogradPlan, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
