@@ -42,8 +42,9 @@ inputs and products (9.4 MB each at 256 channels in bfloat16) stay in the last-l
 instead of going through memory: the 256-channel 128 px layer measured 47-51 ms per image with
 2 bands against 78-85 ms with one (cold caches, as in the generator); the 64 px layers (256
 tiles) are one band. Large outputs (a batch's 32-64 MiB) are kept and handed out again once the
-caller has dropped them (`_output`): fresh ones cost a page fault per 4 KiB, which measured 8%
-of the generator's time (1 thread, 128 px, batch 8: 4.53 -> 4.88 img/s, alternating rounds).
+caller has dropped them (`_output`): fresh ones cost a page fault per 4 KiB (6,100 per image at
+128 px), 3% of the generator's time (1 thread, batch 8: 4.74 -> 4.86 img/s, medians of 8
+alternating rounds).
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ def upsample_weight(weight: torch.Tensor) -> torch.Tensor:
 
 # CPU outputs of at least this many bytes (a batch's layer output at 64-128 px) are kept for reuse:
 # glibc maps blocks >= 32 MiB afresh on every call, and a fresh 64 MiB output costs 16,384 page
-# faults (measured 1.5 us each: 25 ms per 128 px layer and batch of 8, 4% of the generator)
+# faults (measured 1.5 us each: 25 ms per 128 px layer and batch of 8)
 REUSE_BYTES = 32 << 20
 _OUTPUTS = threading.local()
 
