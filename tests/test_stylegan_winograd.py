@@ -153,13 +153,13 @@ def test_large_outputs_are_reused_only_when_unreferenced(monkeypatch):
         del first
         second = fn(x[1])
         assert torch.equal(view, keep[1:])  # a view of the first result still holds it
-        assert second.untyped_storage().data_ptr() != view.untyped_storage().data_ptr()
-        ptr = second.data_ptr()
+        ptrs = {second.untyped_storage().data_ptr(), view.untyped_storage().data_ptr()}
+        assert len(ptrs) == 2
         del view, second
-        third = fn(x[0])  # nothing references the kept output: reused, recomputed
+        third = fn(x[0])  # nothing references the kept outputs: one reused, recomputed
         assert torch.equal(third, keep)
         if hasattr(torch._C, "_storage_Use_Count"):
-            assert third.data_ptr() == ptr
+            assert third.untyped_storage().data_ptr() in ptrs
 
 
 def test_kept_outputs_leave_the_generator_images_unchanged(monkeypatch):
