@@ -59,10 +59,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-# interpolation points (the last, infinity, is implicit) per output tile size
 WINOGRAD_TILE = 4  # F(4, 3): see the module docstring for the choice
 BLOCK_ELEMENTS = 160_000  # inputs per transform block: 320 KB of bfloat16 (2 MiB L2)
 BAND_TILES = 512  # tiles per band of `winograd_conv` (256 channels: 9.4 MB of bfloat16 products)
+# interpolation points (the last, infinity, is implicit) per output tile size.
 # F(4, 3): -1/2 instead of the usual -2 (kron(Bt, Bt) and kron(At, At) stay exact in bfloat16) gives
 # 1.75% instead of 2.6% rms relative error per bfloat16 layer (2e-6 -> 1.3e-6 in float32): the
 # best of all sets of 4 nonzero points from +-{1/4, 1/2, 3/4, 1, 5/4, 3/2, 2, 3, 4} with exact
