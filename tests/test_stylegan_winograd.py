@@ -78,14 +78,18 @@ def test_winograd_bands_equal_one_band(monkeypatch):
     w = torch.randn(12, 16, 3, 3, generator=gen)
     p = plan("same", 4)
     u = transform_weight(w, p, torch.float32)
-    one = winograd_conv(x, u, p)
+    u4 = transform_weight(upsample_weight(w), p, torch.float32)
+    one, one4 = winograd_conv(x, u, p), winograd_conv(x, u4, p, phases=2)
     for band_tiles in (1, 6, 13):  # 8 x 6 tiles: bands of 1, 1 and 2 tile rows
         monkeypatch.setattr(stylegan_winograd, "BAND_TILES", band_tiles)
         y = winograd_conv(x, u, p)
         assert _rel_err(y, one.double()) < 2e-5  # Winograd float32 rounding: ~1e-6
         assert torch.equal(winograd_conv(x[1:], u, p)[0], y[1])  # still batch-invariant
+        assert _rel_err(winograd_conv(x, u4, p, phases=2), one4.double()) < 2e-5
     ref = F.conv2d(x.double(), w.double(), padding=1)
     assert _rel_err(one, ref) < 5e-5
+    ref = blur_after_transpose(conv_transpose_stride2(x.double(), w.double()))
+    assert _rel_err(one4, ref) < 5e-5
 
 
 @pytest.mark.parametrize("m", [2, 3, 4, 5])
