@@ -164,6 +164,9 @@ def test_large_outputs_are_reused_only_when_unreferenced(monkeypatch):
         assert torch.equal(third, keep)
         if hasattr(torch._C, "_storage_Use_Count"):
             assert third.untyped_storage().data_ptr() in ptrs
+    monkeypatch.setattr(stylegan_winograd, "KEEP_SHAPES", 1)
+    winograd_conv(x[0], u, p)
+    assert len(stylegan_winograd._OUTPUTS.by_shape) == 1  # the other shape was let go
 
 
 def test_kept_outputs_leave_the_generator_images_unchanged(monkeypatch):

@@ -170,6 +170,7 @@ def upsample_weight(weight: torch.Tensor) -> torch.Tensor:
 # faults (measured 1.5 us each: 25 ms per 128 px layer and batch of 8)
 REUSE_BYTES = 32 << 20
 KEEP_PER_SHAPE = 2  # consecutive layers of one shape: the input is alive as the output is made
+KEEP_SHAPES = 8  # shapes kept per thread (one network has 4 such at 128 px, 6 at 256 px)
 _OUTPUTS = threading.local()
 
 
@@ -179,14 +180,19 @@ def _output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) ->
     A kept output is handed out again only once every tensor that used it (the caller's result,
     its views) is gone: its storage is then referenced by the kept tensor alone, so no caller can
     see it overwritten. The caller always gets a view, never the kept tensor object itself (whose
-    Python references the storage count would not see). KEEP_PER_SHAPE tensors per shape, dtype
-    and thread.
+    Python references the storage count would not see). KEEP_PER_SHAPE tensors per shape and
+    dtype, for the KEEP_SHAPES shapes last asked for, per thread.
     """
     use_count = getattr(torch._C, "_storage_Use_Count", None)
     nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
     if device.type != "cpu" or nbytes < REUSE_BYTES or use_count is None:
         return torch.empty(shape, dtype=dtype, device=device)
-    kept = _OUTPUTS.__dict__.setdefault("by_shape", {}).setdefault((tuple(shape), dtype), [])
+    by_shape = _OUTPUTS.__dict__.setdefault("by_shape", {})
+    key = (tuple(shape), dtype)
+    kept = by_shape.pop(key, [])
+    by_shape[key] = kept  # most recently used last; the least recent shapes are dropped
+    while len(by_shape) > KEEP_SHAPES:
+        del by_shape[next(iter(by_shape))]
     # the storage's references: the kept tensor, the temporary storage object of this call, and
     # one per other tensor on it (the caller's result is a view, a tensor of its own: counted)
     free = [t for t in kept if use_count(t.untyped_storage()._cdata) <= 2]
