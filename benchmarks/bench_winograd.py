@@ -126,8 +126,8 @@ def wire(module=None) -> None:
             return algo == "winograd"
         if device.type != "cpu" or min(layer.c_in, layer.c_out) < 64:
             return False
-        if layer.up:
-            return self.compute_dtype(device) == torch.bfloat16 and layer.res >= 64
+        if layer.up:  # winograd_upsample from 32 px inputs, float32 and bfloat16
+            return layer.res >= 64
         return layer.res >= 16
 
     def winograd_weight(self, net, li, dtype):
