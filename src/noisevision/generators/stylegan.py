@@ -79,8 +79,9 @@ from noisevision.generators.stylegan_net import (
 )
 from noisevision.generators.stylegan_winograd import (
     WINOGRAD_TILE,
+    transform_up_weight,
     transform_weight,
-    upsample_weight,
+    up_tile,
 )
 from noisevision.generators.stylegan_winograd import plan as winograd_plan
 from noisevision.rng import _GOLDEN32, MASK32, ImageRandom
@@ -450,6 +451,9 @@ class StyleGAN(Generator):
             for li, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
                 if layer.kind == "conv":
                     p.shared = nets[0][f"weight{li}"]
+                    if f"wsq{li}" not in nets[0]:  # demodulation's sum of squares, per network
+                        nets[0][f"wsq{li}"] = p.shared.square().sum(dim=(2, 3))
+                    p.shared_sq = nets[0][f"wsq{li}"]
                     if self._use_winograd(layer, const.device):
                         p.winograd = self._winograd_weight(nets[0], li, dtype)
                     elif layer.up and self._use_fold(const.device):
@@ -504,8 +508,8 @@ class StyleGAN(Generator):
             return algo == "winograd"
         if device.type != "cpu" or min(layer.c_in, layer.c_out) < 64:
             return False
-        if layer.up:
-            return self.compute_dtype(device) == torch.bfloat16 and layer.res >= 128
+        if layer.up:  # as Winograd F(m, 2) parity convolutions (winograd_upsample)
+            return layer.res >= 64
         return layer.res >= 16
 
     def _memory_format(self, device: torch.device) -> torch.memory_format:
@@ -528,9 +532,9 @@ class StyleGAN(Generator):
         """Layer li's dense weight in the Winograd domain, computed once per network and dtype."""
         key = f"winograd{li}/{dtype}"
         if key not in net:
-            w = net[f"weight{li}"]
-            w = upsample_weight(w) if self.layers[li].up else w
-            net[key] = transform_weight(w, winograd_plan("same", WINOGRAD_TILE), dtype)
+            w, layer = net[f"weight{li}"], self.layers[li]
+            net[key] = (transform_up_weight(w, dtype, up_tile(layer.res // 2)) if layer.up
+                        else transform_weight(w, winograd_plan("same", WINOGRAD_TILE), dtype))
         return net[key]
 
     def _buffer(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

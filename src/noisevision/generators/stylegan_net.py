@@ -37,7 +37,12 @@ from noisevision.generators.stylegan_filters import (
     conv_transpose_stride2,
     upsample2x,
 )
-from noisevision.generators.stylegan_winograd import WINOGRAD_TILE, upsample_weight, winograd_conv
+from noisevision.generators.stylegan_winograd import (
+    WINOGRAD_TILE,
+    upsample_weight,
+    winograd_conv,
+    winograd_upsample,
+)
 from noisevision.generators.stylegan_winograd import plan as winograd_plan
 
 DEMOD_EPS = 1e-8  # added to the demodulation sum of squares (StyleGAN2)
@@ -89,8 +94,11 @@ class LayerParams:
     k: torch.Tensor | None = None  # tied filter index per input channel (B, C_in), fast wavelets
     a: torch.Tensor | None = None  # amplitude per output channel (B, C_out), fast wavelets
     shared: torch.Tensor | None = None  # one dense weight shared by all images (fast random)
+    shared_sq: torch.Tensor | None = None  # `shared`'s sum of squares over taps (O, I), cached
     parity: tuple | None = None  # `shared`'s parity sub-kernels (up layers), cached per network
-    winograd: torch.Tensor | None = None  # `shared` as Winograd F(4, 3) weight (36, O or 4 O, I)
+    # `shared` in the Winograd domain: F(4, 3) (36, O, I), or for up layers F(m, 2) parity
+    # kernels ((m + 2)^2, O, I) (stylegan_winograd.transform_up_weight)
+    winograd: torch.Tensor | None = None
     fold: torch.Tensor | None = None  # up layers: `fold_weight(shared)`, (4 O, I, 3, 3)
     bias: torch.Tensor | None = None  # (B, C_out) or None (zero)
     noise: torch.Tensor | None = None  # strength-scaled noise (B, 1, H, W) or None
@@ -126,10 +134,10 @@ def conv_reference(x: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tenso
 def conv_raw(xs: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
     """The shared dense conv of modulated activations `xs`, before demodulation."""
     wt = p.shared  # (O, I, 3, 3)
-    if p.winograd is not None:  # Winograd F(4, 3): see stylegan_winograd
-        # up: 4 parity kernels (upsample_weight), the blur included; else 4x fewer multiplies
-        return winograd_conv(xs, p.winograd, winograd_plan("same", WINOGRAD_TILE),
-                             phases=2 if layer.up else 1)
+    if p.winograd is not None:  # Winograd: see stylegan_winograd
+        if layer.up:  # F(m, 2) on the transposed conv's parity kernels, then the blur
+            return winograd_upsample(xs, p.winograd)
+        return winograd_conv(xs, p.winograd, winograd_plan("same", WINOGRAD_TILE))  # F(4, 3)
     if p.fold is not None:
         return fold_upsample(xs, p.fold)
     if layer.up:
@@ -141,7 +149,8 @@ def conv_raw(xs: torch.Tensor, layer: Layer, p: LayerParams) -> torch.Tensor:
 
 def demodulation(p: LayerParams) -> torch.Tensor:
     """(B, O) 1 / ||W_o s||: the demodulation of shared weights under per-image styles."""
-    sq = (p.s.square()[:, None, :] * p.shared.square().sum(dim=(2, 3))[None]).sum(-1)
+    wsq = p.shared_sq if p.shared_sq is not None else p.shared.square().sum(dim=(2, 3))
+    sq = (p.s.square()[:, None, :] * wsq[None]).sum(-1)
     return torch.rsqrt(sq + DEMOD_EPS)
 
 
