@@ -318,3 +318,21 @@ def test_set_changes_generator_options_and_is_recorded(tmp_path, capsys):
     # resuming with other options is refused, like any other difference
     assert run_cli("generate", GEN, "--n", "3", "--resolution", RES, "--out", str(out),
                    "--quiet") == 2
+
+
+def test_manifest_records_the_cuda_batch_size_as_identity(tmp_path):
+    """CPU datasets record no batch size (bytes never depend on it); a CUDA one's batch size is
+    part of its identity (its bytes depend on it), and a manifest without the field still reads."""
+    out = tmp_path / "ds"
+    assert run_cli("generate", GEN, "--n", "2", "--resolution", RES, "--out", str(out),
+                   "--quiet", "--batch-size", "1") == 0
+    m = Manifest.read(out)
+    assert m.batch_size is None
+    cuda = Manifest(**{**m.__dict__, "device": "cuda", "batch_size": 256})
+    assert cuda.differences(Manifest(**{**m.__dict__, "device": "cuda", "batch_size": 128})) \
+        == ["batch_size"]
+    data = json.loads((out / "manifest.json").read_text())
+    del data["batch_size"]  # written before the field existed
+    (out / "manifest.json").write_text(json.dumps(data))
+    assert Manifest.read(out).batch_size is None
+    assert run_cli("verify", str(out), "--sample", "2") == 0

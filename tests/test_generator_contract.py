@@ -111,3 +111,29 @@ def test_default_batch_size_is_positive(name):
     for dev in ("cpu", "cuda"):
         bs = gen.default_batch_size(torch.device(dev))
         assert isinstance(bs, int) and bs >= 1
+
+
+@pytest.mark.parametrize("name", ["dead_leaves_squares", "stat_spectrum", "stylegan_random"])
+def test_fixed_shape_rendering_pads_short_batches(name, monkeypatch):
+    """On CUDA every batch renders in its batch-size shape (GPU libraries pick kernels by size).
+    Forced on CPU: a short batch is padded with its last index, every render call sees the full
+    shape (also StyleGAN-Random's per-network split), and the images are unchanged."""
+    from noisevision.generators import base, stylegan
+
+    gen, x = reference(name)
+    idx = [0, 1, 2] if name != "stylegan_random" else [0, 1, 2, 400, 401]  # two networks
+    want = torch.cat([x[:3], gen.generate([400, 401], seed=SEED, batch_size=2)]) \
+        if name == "stylegan_random" else x[:3]
+    shapes = []
+    render = type(gen).render
+
+    def spy(self, indices, seed):
+        shapes.append(indices.numel())
+        return render(self, indices, seed)
+
+    for mod in (base, stylegan):
+        monkeypatch.setattr(mod, "fixed_shapes", lambda device: True)
+    monkeypatch.setattr(type(gen), "render", spy)
+    got = gen.generate(idx, seed=SEED, batch_size=8)
+    assert torch.allclose(got, want, atol=1e-6)
+    assert shapes and all(n == 8 for n in shapes), shapes

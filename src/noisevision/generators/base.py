@@ -90,7 +90,7 @@ class Generator(abc.ABC):
         (datasets record the batch size; `verify` renders with it).
         """
         n = indices.numel()
-        if indices.device.type != "cuda" or n >= batch_size or n == 0:
+        if not fixed_shapes(indices.device) or n >= batch_size or n == 0:
             return self.render(indices, seed)
         pad = indices[-1:].expand(batch_size - n)
         return self.render(torch.cat([indices, pad]), seed)[:n]
@@ -99,6 +99,11 @@ class Generator(abc.ABC):
         """Name, family and the full resolved config (for manifests and run folders)."""
         return {"name": self.name, "family": type(self).__name__,
                 "config": dataclasses.asdict(self.config)}
+
+
+def fixed_shapes(device: torch.device) -> bool:
+    """Whether rendering on `device` keeps every batch in its batch-size shape (CUDA)."""
+    return device.type == "cuda"
 
 
 def register_generator(name: str, generator_cls: type[Generator], description: str,

@@ -57,7 +57,12 @@ import torch
 import torch.nn.functional as F
 
 from noisevision.errors import check
-from noisevision.generators.base import Generator, check_resolution, register_generator
+from noisevision.generators.base import (
+    Generator,
+    check_resolution,
+    fixed_shapes,
+    register_generator,
+)
 from noisevision.generators.stylegan_filters import (
     BANK_SIZE,
     laplacian_envelope,
@@ -425,7 +430,7 @@ class StyleGAN(Generator):
             for g in range(uniq.numel()):
                 mask = group_of == g
                 part = indices[mask]
-                if dev.type == "cuda":  # the batch's shape whatever the split (render_batch)
+                if fixed_shapes(dev):  # the batch's shape whatever the split (render_batch)
                     pad = part[-1:].expand(indices.numel() - part.numel())
                     out[mask] = self.render(torch.cat([part, pad]), seed)[:part.numel()]
                 else:
