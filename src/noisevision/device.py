@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 import torch
@@ -58,3 +59,10 @@ def one_cpu_thread(device: torch.device):
     choice on a busy machine.
     """
     return cpu_threads(1, device)
+
+
+def triton_wanted(device: torch.device) -> bool:
+    """Whether to run the Triton kernels on `device`: CUDA, unless NOISEVISION_TRITON=0 (which
+    switches every Triton path back to its torch code, for comparison or debugging). Callers
+    still check that triton imports (their module's `available`)."""
+    return device.type == "cuda" and os.environ.get("NOISEVISION_TRITON", "1") != "0"

@@ -13,10 +13,11 @@ applied twice per draw.
 from __future__ import annotations
 
 import math
-import os
 import zlib
 
 import torch
+
+from noisevision.device import triton_wanted
 
 MASK32 = 0xFFFFFFFF
 _GOLDEN32 = 0x9E3779B9
@@ -62,7 +63,7 @@ def seed_words(seed: int, stream: str) -> tuple[int, int, int]:
 
 def _use_triton(device: torch.device) -> bool:
     """CUDA draws run as Triton kernels (bit-identical) unless NOISEVISION_TRITON=0."""
-    if device.type != "cuda" or os.environ.get("NOISEVISION_TRITON", "1") == "0":
+    if not triton_wanted(device):
         return False
     from noisevision import rng_triton  # imports triton: only for CUDA
 

@@ -26,12 +26,12 @@ Two synthesis paths compute the same images:
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from noisevision.device import triton_wanted
 from noisevision.generators.stylegan_filters import (
     blur_after_transpose,
     conv_transpose_stride2,
@@ -319,7 +319,7 @@ def _materialized_sums(u: torch.Tensor, noise: torch.Tensor, alpha: torch.Tensor
 def _fused(device: torch.device) -> bool:
     """Whether the tied path's channel sums run as the fused Triton kernel (CUDA only; set
     NOISEVISION_TRITON=0 to fall back to the torch code)."""
-    if device.type != "cuda" or os.environ.get("NOISEVISION_TRITON", "1") == "0":
+    if not triton_wanted(device):
         return False
     from noisevision.generators import stylegan_triton
 
