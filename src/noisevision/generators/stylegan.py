@@ -194,7 +194,7 @@ class StyleGANConfig:
     color_norm: str = "imagenet"  # "imagenet": random per-channel mean/std (s5.1) | "old"
     path: str = "fast"  # "fast" (structured) | "reference" (dense per-image convs, slow)
     # fast-path arithmetic: "float32", "bfloat16", or "auto" (StyleGAN.compute_dtype: bfloat16
-    # for Random's dense convolutions on a CPU with native bfloat16, else float32)
+    # for Random's dense convolutions on CUDA and on a CPU with native bfloat16, else float32)
     compute_dtype: str = "auto"
     # Random's 3x3 convs: "auto" (CPU: Winograd F(4,3) where it measured faster, see
     # StyleGAN._use_winograd; CUDA: "fold" in channels-last), "winograd" (every conv layer),
@@ -499,14 +499,14 @@ class StyleGAN(Generator):
         return torch.bfloat16 if cd == "bfloat16" else torch.float32
 
     def _use_winograd(self, layer: Layer, device: torch.device) -> bool:
-        """Whether StyleGAN-Random's `layer` runs as a Winograd F(4, 3) convolution.
+        """Whether StyleGAN-Random's `layer` runs as a Winograd convolution on CPU.
 
         "auto" takes the layers where it measured faster on this 2-core CPU (BENCHMARKS.md):
-        stride-1 layers with >= 64 channels at >= 16 px (F(4, 3): a quarter of the multiplies);
-        upsampling layers only in bfloat16 from >= 64 px inputs (as four parity kernels with the
-        blur folded in, `upsample_weight`: the same multiplies as the direct transposed conv, no
-        blur pass; slower than oneDNN in float32 and for smaller maps). GPU convolution
-        libraries choose their own algorithms, so "auto" leaves GPU layers direct.
+        stride-1 layers with >= 64 channels at >= 16 px (F(4, 3): a quarter of the multiplies),
+        and upsampling layers with >= 64 px outputs (`winograd_upsample`: F(m, 2) on the
+        transposed conv's four parity kernels, about half the multiplies, then the blur; slower
+        than oneDNN for smaller maps). GPU convolution libraries choose their own algorithms,
+        so "auto" leaves GPU layers to cuDNN.
         """
         algo = self.config.conv_algorithm
         if algo != "auto":
