@@ -1,22 +1,18 @@
 """Winograd convolutions of StyleGAN-Random (stylegan_winograd.py): per layer and whole generator.
 
     python benchmarks/bench_winograd.py layers [--dtype bfloat16] [--reps 5]
-    python benchmarks/bench_winograd.py generate --procs 2 [--wire] [--n 16] [--batch 8]
-    python benchmarks/bench_winograd.py generate --procs 2 --rounds 4 --compare OLD_FILE
+    python benchmarks/bench_winograd.py generate --procs 2 [--rounds 4] [--n 16] [--batch 8]
     python benchmarks/bench_winograd.py accuracy
 
 `layers`: one image through each 3x3 conv layer of the 128 px, width 1 network (1 thread, best
 of --reps), by every applicable method: "direct" (oneDNN conv2d; up layers: four parity convs,
 interleave, blur: stylegan_filters), "F(4,3)" (`winograd_conv`; up layers: four parity kernels
-with the blur folded in), "up m" (`winograd_upsample` with F(m, 2) tiles).
+with the blur folded in), "up m" (`winograd_upsample` with F(m, 2) tiles, the generator's CPU
+default for up layers at >= 64 px).
 `generate`: images/s of `stylegan_random` at 128 px (the bench_stylegan.py measure: one network,
 after a warm-up batch), in --procs concurrent single-thread processes (the dataset writer's
-setting); the total is the sum of their rates. --wire routes the upsampling layers through
-`winograd_upsample` for this run (monkeypatching StyleGAN's layer choice and weight cache, and
-the winograd call of stylegan_net), as the generator would once wired. --compare OLD_FILE
-alternates, in each process and on the same network, rounds of A (OLD_FILE's winograd_conv,
-the generator's own layer choice: e.g. `git show HEAD~1:src/.../stylegan_winograd.py`) and B
-(this tree, wired), which cancels most of a shared machine's drift between A and B.
+setting); the total is the sum of their rates. To compare with an older version, run the same
+command in a `git worktree` of it (its own `src` on PYTHONPATH), alternating the two.
 `accuracy`: rms relative error per layer against float64, bfloat16 and float32.
 """
 
@@ -106,109 +102,36 @@ def cmd_accuracy(args: argparse.Namespace) -> None:
             print(f"{name:18s} {str(dtype)[6:]:9s} rms rel. error: {errs}", flush=True)
 
 
-def wire(module=None) -> None:
-    """Route StyleGAN-Random's upsampling layers through `winograd_upsample` (this process).
-
-    module: another copy of stylegan_winograd (e.g. an older version loaded from a file) whose
-    `winograd_conv` then runs the layers as the generator does unwired (the A of an A/B test).
-    """
-    from noisevision.generators import stylegan, stylegan_net
-
-    if module is not None:
-        stylegan.StyleGAN._use_winograd = _ORIGINAL["use"]
-        stylegan.StyleGAN._winograd_weight = _ORIGINAL["weight"]
-        stylegan_net.winograd_conv = module.winograd_conv
-        return
-
-    def use_winograd(self, layer, device):
-        algo = self.config.conv_algorithm
-        if algo != "auto":
-            return algo == "winograd"
-        if device.type != "cpu" or min(layer.c_in, layer.c_out) < 64:
-            return False
-        if layer.up:  # winograd_upsample from 32 px inputs, float32 and bfloat16
-            return layer.res >= 64
-        return layer.res >= 16
-
-    def winograd_weight(self, net, li, dtype):
-        layer = self.layers[li]
-        key = f"winograd{li}/{dtype}" + ("/up" if layer.up else "")
-        if key not in net:
-            w = net[f"weight{li}"]
-            if layer.up:
-                net[key] = wg.transform_up_weight(w, dtype, wg.up_tile(layer.res // 2))
-            else:
-                net[key] = wg.transform_weight(w, wg.plan("same", wg.WINOGRAD_TILE), dtype)
-        return net[key]
-
-    def conv(x, u, p, transform_dtype=None, phases=1):
-        if phases == 2:
-            return wg.winograd_upsample(x, u)
-        return wg.winograd_conv(x, u, p, transform_dtype)
-
-    stylegan.StyleGAN._use_winograd = use_winograd
-    stylegan.StyleGAN._winograd_weight = winograd_weight
-    stylegan_net.winograd_conv = conv
-
-
-_ORIGINAL: dict = {}
-
-
-def _load(path: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("stylegan_winograd_a", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def cmd_generate(args: argparse.Namespace) -> None:
     if args.procs > 1:
         child = [sys.executable, __file__, "generate", "--procs", "1", "--n", str(args.n),
                  "--batch", str(args.batch), "--dtype", args.dtype, "--rounds",
-                 str(args.rounds)] + (["--wire"] * args.wire)
-        child += ["--compare", args.compare] if args.compare else []
+                 str(args.rounds)]
         print(f"{args.procs} processes, load before {os.getloadavg()[0]:.2f}", flush=True)
         procs = [subprocess.Popen(child, stdout=subprocess.PIPE, text=True)
                  for _ in range(args.procs)]
         outs = [p.communicate()[0].strip().splitlines() for p in procs]
         for lines in outs:
             print("\n".join("  " + line for line in lines))
-        for tag in ("A", "B") if args.compare else ("",):
-            per = [[float(x.split()[2]) for x in lines if x.startswith(f"round {tag}")]
-                   for lines in outs]
-            tot = [sum(r) for r in zip(*per, strict=True)]
-            print(f"total {tag or ('wired' if args.wire else 'as is')}: "
-                  + " ".join(f"{t:.2f}" for t in tot) + " img/s per round")
+        per = [[float(x.split()[2]) for x in lines if x.startswith("round")] for lines in outs]
+        tot = [sum(r) for r in zip(*per, strict=True)]
+        print("total: " + " ".join(f"{t:.2f}" for t in tot) + " img/s per round")
         print(f"load after {os.getloadavg()[0]:.2f}")
         return
     torch.set_num_threads(1)
-    from noisevision.generators import create_generator, stylegan
+    from noisevision.generators import create_generator
 
-    _ORIGINAL.update(use=stylegan.StyleGAN._use_winograd,
-                     weight=stylegan.StyleGAN._winograd_weight)
-    configs = [("A", _load(args.compare)), ("B", None)] if args.compare else \
-        [("", None if args.wire else False)]
     gen = create_generator("stylegan_random", resolution=128, width=1.0,
                            compute_dtype=args.dtype)
+    gen.generate(range(args.batch), seed=0, batch_size=args.batch)  # network, weights, warm-up
     start = args.batch
-    for _tag, mod in configs:  # network, weights, warm-up
-        if mod is not False:
-            wire(mod)
-        gen.generate(range(args.batch), seed=0, batch_size=args.batch)
     for r in range(args.rounds):
-        for tag, mod in configs if r % 2 == 0 else configs[::-1]:
-            if mod is not False:
-                wire(mod)
-            t0, c0 = time.perf_counter(), time.process_time()
-            gen.generate(range(start, start + args.n), seed=0, batch_size=args.batch)
-            dt, dc = time.perf_counter() - t0, time.process_time() - c0
-            start += args.n
-            print(f"round {tag or r} {args.n / dt:.3f} img/s wall, {args.n / dc:.3f} img/CPU-s "
-                  f"({tag or ('wired' if args.wire else 'as is')}, {args.dtype}, batch "
-                  f"{args.batch}, load {os.getloadavg()[0]:.2f})", flush=True)
+        t0, c0 = time.perf_counter(), time.process_time()
+        gen.generate(range(start, start + args.n), seed=0, batch_size=args.batch)
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        start += args.n
+        print(f"round {r} {args.n / dt:.3f} img/s wall, {args.n / dc:.3f} img/CPU-s "
+              f"({args.dtype}, batch {args.batch}, load {os.getloadavg()[0]:.2f})", flush=True)
 
 
 def main() -> None:
@@ -217,12 +140,9 @@ def main() -> None:
     ap.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--procs", type=int, default=1)
-    ap.add_argument("--wire", action="store_true")
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--rounds", type=int, default=1, help="generate: timed rounds (alternating)")
-    ap.add_argument("--compare", default="",
-                    help="generate: A/B test, A = stylegan_winograd.py at this path unwired")
+    ap.add_argument("--rounds", type=int, default=1, help="generate: timed rounds")
     args = ap.parse_args()
     {"layers": cmd_layers, "generate": cmd_generate, "accuracy": cmd_accuracy}[args.what](args)
 
