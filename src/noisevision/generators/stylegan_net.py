@@ -189,10 +189,13 @@ def fold_weight(weight: torch.Tensor) -> torch.Tensor:
     """(O, I, 3, 3) -> (4 O, I, 3, 3) float32, rows ordered (parity ey, ex, o): the 2x upsampling
     layer (stride-2 transposed conv, then the [1,3,3,1] blur) as one stride-1 3x3 correlation per
     output parity (stylegan_winograd.upsample_weight, exact), for `fold_upsample`."""
-    k = upsample_weight(weight.detach().cpu())  # rows (o, ey, ex); float64, once per network
+    # rows (o, ey, ex); float64, once per network, on the weight's device: on a GPU the network
+    # is drawn there, and building it on the CPU (a device-to-host copy, a float64 einsum on
+    # the host and a copy back) cost about half of StyleGAN-Random's time per 400 images
+    k = upsample_weight(weight.detach())
     o = weight.shape[0]
     k = k.reshape(o, 4, *k.shape[1:]).transpose(0, 1).reshape(k.shape)
-    return k.float().contiguous().to(weight.device)
+    return k.float().contiguous()
 
 
 def fold_upsample(x: torch.Tensor, w4: torch.Tensor) -> torch.Tensor:

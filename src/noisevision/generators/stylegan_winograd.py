@@ -160,7 +160,7 @@ def upsample_weight(weight: torch.Tensor) -> torch.Tensor:
     kernel per output parity (rows ordered o, ey, ex), with zero padding 1: exact, and as a
     Winograd "same" convolution it needs no blur pass and no interleave of parity outputs.
     """
-    t = _upsample_taps()
+    t = _upsample_taps().to(weight.device)  # on a GPU, built there (no host round trip)
     k = torch.einsum("eka,flb,oiab->oefikl", t, t, weight.double())
     return k.reshape(4 * weight.shape[0], *weight.shape[1:])
 
