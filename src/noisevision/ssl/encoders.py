@@ -202,12 +202,11 @@ def save_encoder(path: str | os.PathLike, model: nn.Module, arch: str,
     payload = {"format": ENCODER_FORMAT, "arch": arch,
                "arch_kwargs": dict(getattr(model, "arch_kwargs", {})),
                "state_dict": state, "meta": _to_builtin(dict(meta or {}))}
+    from noisevision.ssl.checkpoint import save_torch_file
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_torch_file(path, payload)
 
 
 def load_encoder(path: str | os.PathLike,
