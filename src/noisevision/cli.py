@@ -13,7 +13,18 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from noisevision.argtypes import positive_int, resolution_int, seed_int
+from noisevision.argtypes import (
+    MAX_INDEX,
+    count_int,
+    index_int,
+    loader_workers_int,
+    positive_float,
+    positive_int,
+    quality_int,
+    resolution_int,
+    seed_int,
+    workers_int,
+)
 from noisevision.errors import UsageError
 
 Handler = Callable[[argparse.Namespace], int | None]
@@ -26,24 +37,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"noisevision: error: {message} (see `{self.prog} --help`)\n")
 
 
-def parse_indices(text: str) -> list[int]:
-    """'0-9999' or '1,5,7' or '0-3,10' -> list of ints."""
-    out: list[int] = []
+def parse_indices(text: str, limit: int | None = None, what: str = "--indices") -> list[int]:
+    """'0-9999' or '1,5,7' or '0-3,10' -> list of ints in [0, 2**40), at most `limit` of them."""
+    spans: list[tuple[int, int]] = []
+    example = "(expected e.g. 0-15 or 1,5,7: indices in 0..2**40-1)"
     try:
         for part in text.split(","):
             part = part.strip()
-            if "-" in part:
-                a, b = (int(x) for x in part.split("-"))
-                if b < a:
-                    raise ValueError
-                out.extend(range(a, b + 1))
+            if "-" in part[1:]:
+                a, b = (int(x) for x in part.split("-", 1))
             elif part:
-                out.append(int(part))
+                a = b = int(part)
+            else:
+                continue
+            if a < 0 or b < a or b >= MAX_INDEX:
+                raise ValueError
+            spans.append((a, b + 1))
     except ValueError:
-        raise UsageError(f"bad index list {text!r} (expected e.g. 0-15 or 1,5,7)") from None
-    if not out or min(out) < 0:
-        raise UsageError(f"bad index list {text!r} (expected non-negative indices, e.g. 0-15)")
-    return out
+        raise UsageError(f"bad {what} {text!r} {example}") from None
+    total = sum(b - a for a, b in spans)
+    if not total:
+        raise UsageError(f"bad {what} {text!r} {example}")
+    if limit is not None and total > limit:
+        raise UsageError(f"{what} {text!r} names {total:,} images; at most {limit:,} allowed "
+                         "here")
+    return [i for a, b in spans for i in range(a, b)]
 
 
 # --- list -----------------------------------------------------------------------------------
@@ -96,36 +114,58 @@ def parse_set(items: list[str]) -> dict:
 
 # --- preview --------------------------------------------------------------------------------
 
+MAX_PREVIEW = 256  # images on one contact sheet
+
+
+def generator_options(args: argparse.Namespace) -> dict:
+    """--set options with --resolution (when given) over them: one config, validated once."""
+    opts = parse_set(args.set)
+    if getattr(args, "resolution", None) is not None:
+        opts["resolution"] = args.resolution
+    return opts
+
+
+def _render_fits(gen, n: int, flags: str) -> None:
+    """Rendering n images at once (a sheet) must fit in memory: float32 images and work space."""
+    from noisevision.safety import check_fits
+
+    r = gen.resolution
+    check_fits(n * 3 * r * r * 4 * 4, f"rendering {n} images at {r} px", f"lower {flags}")
+
+
 def _add_preview(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="generator name (see `noisevision list`)")
-    p.add_argument("--n", type=positive_int, default=16, help="number of images (default 16)")
+    p.add_argument("--n", type=bounded_count(MAX_PREVIEW), default=16,
+                   help=f"number of images (default 16, at most {MAX_PREVIEW})")
     p.add_argument("--indices", default=None, help="explicit indices, e.g. 0-15 or 3,7,100")
     p.add_argument("--resolution", type=resolution_int, default=None)
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--out", default="sheet.png", help="output PNG (default sheet.png)")
+    p.add_argument("--out", default="sheet.png", help="output PNG or JPEG (default sheet.png)")
     _add_set(p)
 
 
+def bounded_count(limit: int):
+    from noisevision.argtypes import bounded_int
+    return bounded_int(1, f"an integer in 1..{limit}", limit)
+
+
 def _cmd_preview(args: argparse.Namespace) -> int:
-    from noisevision.data.sheet import contact_sheet
+    from noisevision.data.sheet import check_sheet_target, contact_sheet, save_sheet
+    from noisevision.device import resolve_device
     from noisevision.generators.base import create_generator
 
-    gen = create_generator(args.name, **{**parse_set(args.set), "resolution": args.resolution})
-    indices = parse_indices(args.indices) if args.indices else list(range(args.n))
     out = Path(args.out)
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name such as sheet.png")
-    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise UsageError(f"--out {out} must end in .png or .jpg")
-    images = gen.generate(indices, seed=args.seed, device=args.device)
+    check_sheet_target(out)
+    gen = create_generator(args.name, **generator_options(args))
+    indices = (parse_indices(args.indices, MAX_PREVIEW) if args.indices
+               else list(range(args.n)))
+    device = resolve_device(args.device)
+    _render_fits(gen, len(indices), "--n or --resolution")
+    images = gen.generate(indices, seed=args.seed, device=device)
     sheet = contact_sheet(images, [str(i) for i in indices],
                           title=f"{args.name}  seed {args.seed}  {gen.resolution}px")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        sheet.save(out)
-    except OSError as exc:
-        raise UsageError(f"cannot write {out}: {exc}") from None
+    save_sheet(sheet, out)
     print(f"wrote {out} ({len(indices)} images of {args.name})")
     return 0
 
@@ -135,22 +175,24 @@ def _cmd_preview(args: argparse.Namespace) -> int:
 def _add_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="generator name (see `noisevision list`)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--n", type=positive_int, default=None, help="number of images")
+    p.add_argument("--n", type=count_int, default=None, help="number of images")
     p.add_argument("--resolution", type=resolution_int, default=None, help="image side in pixels")
     p.add_argument("--scale", choices=("small", "large"), default=None,
                    help="paper presets: small = 105,000 at 128 px, large = 1,300,000 at 256 px "
                         "(--n / --resolution override)")
     p.add_argument("--seed", type=seed_int, default=0, help="root seed (default 0)")
-    p.add_argument("--start", type=int, default=0, help="first index (default 0)")
+    p.add_argument("--start", type=index_int, default=0, help="first index (default 0)")
     p.add_argument("--format", choices=("png", "jpg"), default="png")
-    p.add_argument("--jpeg-quality", type=int, default=95)
-    p.add_argument("--workers", type=positive_int, default=None,
-                   help="encoder/writer threads (default: number of CPU cores)")
+    p.add_argument("--jpeg-quality", type=quality_int, default=95, help="1..100 (default 95)")
+    p.add_argument("--workers", type=workers_int, default=None,
+                   help="CPU: rendering processes; GPU: encoder/writer threads (default: the "
+                        "number of CPU cores)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=bounded_count(65536), default=None)
     p.add_argument("--shard", default=None, help="K/N: write only block K of N (0-based)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace a different dataset already in --out")
+                   help="replace a different dataset already in --out (only the files "
+                        "`generate` wrote there are removed)")
     p.add_argument("--sheet", action="store_true",
                    help="also write DIR/sheet.png, a contact sheet of the first 16 images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -160,30 +202,40 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from noisevision.data.writer import SCALES, Shard, write_dataset
     from noisevision.generators.base import create_generator
+    from noisevision.safety import check_output_dir
 
     preset = SCALES.get(args.scale, {}) if args.scale else {}
     n = args.n or preset.get("n")
     if n is None:
         raise UsageError("say how many images: --n N or --scale small|large")
-    opts = parse_set(args.set)
-    resolution = args.resolution or opts.pop("resolution", None) or preset.get("resolution")
-    gen = create_generator(args.name, **{**opts, "resolution": resolution})
+    if args.start + n > MAX_INDEX:
+        raise UsageError(f"--start {args.start} + --n {n} passes the last image index "
+                         f"{MAX_INDEX - 1} (allowed: start + n <= 2**40)")
+    check_output_dir(args.out)
+    opts = generator_options(args)
+    if "resolution" not in opts and preset.get("resolution"):
+        opts["resolution"] = preset["resolution"]
+    gen = create_generator(args.name, **opts)
+    shard = Shard.parse(args.shard)
+    if args.sheet:
+        _render_fits(gen, 16, "--resolution")
     result = write_dataset(gen, args.out, n, seed=args.seed, start=args.start, fmt=args.format,
                            jpeg_quality=args.jpeg_quality, workers=args.workers,
-                           device=args.device, shard=Shard.parse(args.shard),
+                           device=args.device, shard=shard,
                            batch_size=args.batch_size, overwrite=args.overwrite,
                            progress=not args.quiet)
     lo, hi = result.indices
     if args.sheet:
-        from noisevision.data.sheet import contact_sheet
+        from noisevision.data.sheet import contact_sheet, save_sheet
 
         shown = list(range(args.start, args.start + min(16, n)))
         images = gen.generate(shown, seed=args.seed, device=args.device)
-        contact_sheet(images, [str(i) for i in shown],
-                      title=f"{args.name}  seed {args.seed}  {gen.resolution}px").save(
-            result.out / "sheet.png")
-    print(f"{result.out}: wrote {result.written}, skipped {result.skipped} already present "
-          f"(indices {lo}..{hi - 1})")
+        save_sheet(contact_sheet(images, [str(i) for i in shown],
+                                 title=f"{args.name}  seed {args.seed}  {gen.resolution}px"),
+                   result.out / "sheet.png")
+    print(f"{result.out}: wrote {result.written}, skipped {result.skipped} already present"
+          + (f", re-rendered {result.damaged} damaged" if result.damaged else "")
+          + f" (indices {lo}..{hi - 1})")
     return 0
 
 
@@ -191,7 +243,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def _add_verify(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", help="dataset folder written by `noisevision generate`")
-    p.add_argument("--sample", type=positive_int, default=16, help="indices to check (default 16)")
+    p.add_argument("--sample", type=bounded_count(1_000_000), default=16,
+                   help="images to regenerate and compare (default 16)")
     p.add_argument("--indices", default=None, help="check these indices instead, e.g. 0-9")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the random sample")
     p.add_argument("--device", default=None, help="default: the device type in the manifest")
@@ -200,29 +253,63 @@ def _add_verify(p: argparse.ArgumentParser) -> None:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from noisevision.data.verify import verify_dataset
 
-    indices = parse_indices(args.indices) if args.indices else None
+    indices = parse_indices(args.indices, 10_000_000) if args.indices else None
     r = verify_dataset(args.dir, args.sample, seed=args.seed, device=args.device, indices=indices)
     if r.ok:
-        print(f"{args.dir}: {len(r.checked)} of {r.total_present} images regenerate identically")
+        print(f"{args.dir}: {len(r.checked)} of {r.total_present} images regenerate identically;"
+              f" all {r.expected} indices of the manifest are present")
         return 0
     if r.mismatched:
-        print(f"{args.dir}: MISMATCH at indices {','.join(map(str, r.mismatched))}",
+        print(f"{args.dir}: MISMATCH at indices {format_indices(r.mismatched)}",
               file=sys.stderr)
+    if r.damaged:
+        print(f"{args.dir}: DAMAGED (truncated or empty) files at indices "
+              f"{format_indices(r.damaged)}", file=sys.stderr)
     if r.missing:
-        print(f"{args.dir}: MISSING indices {','.join(map(str, r.missing))}", file=sys.stderr)
+        print(f"{args.dir}: MISSING {len(r.missing)} of {r.expected} indices: "
+              f"{format_indices(r.missing)} (rerun the same `generate` command to fill them)",
+              file=sys.stderr)
     return 1
+
+
+def format_indices(indices: list[int], limit: int = 20) -> str:
+    """[1, 2, 3, 7] -> '1-3,7' (at most `limit` runs shown, then '...')."""
+    runs: list[list[int]] = []
+    for i in sorted(indices):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    text = ",".join(f"{a}-{b}" if b > a else str(a) for a, b in runs[:limit])
+    return text + (",..." if len(runs) > limit else "")
 
 
 # --- pretrain -------------------------------------------------------------------------------
 
+# Flags of `pretrain` and the PretrainConfig field each sets (defaults: PretrainConfig's; every
+# flag's argparse default is None, so the flags a user gave are known and checked on --resume).
+_PRETRAIN_FIELDS = {"recipe": "recipe", "data": "data", "images": "images",
+                    "resolution": "image_size", "crop": "crop", "pre_resize": "pre_resize",
+                    "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "width": "width",
+                    "moco_queue": "moco_queue", "moco_bn": "moco_bn", "seed": "seed",
+                    "device": "device", "precision": "precision", "compile": "compile",
+                    "workers": "workers", "checkpoint_every": "checkpoint_every",
+                    "log_every": "log_every", "tensorboard": "tensorboard", "quiet": "quiet"}
+
+
 def _add_pretrain(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--recipe", choices=("small", "moco"), default="small",
-                   help="small = SmallAlexNet + Alignment/Uniformity, moco = MoCo v2 ResNet-50")
-    p.add_argument("--data", required=True,
-                   help="SOURCE[:WEIGHT],... generator names and/or image folders")
+    p.add_argument("--recipe", choices=("small", "moco"), default=None,
+                   help="small = SmallAlexNet + Alignment/Uniformity (default), moco = MoCo v2 "
+                        "ResNet-50")
+    p.add_argument("--data", default=None,
+                   help="SOURCE[:WEIGHT],... generator names and/or image folders (needed "
+                        "unless --resume finds the run's config)")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue RUN/checkpoint.pt")
-    p.add_argument("--images", type=positive_int, default=None,
+    p.add_argument("--resume", action="store_true",
+                   help="continue RUN/checkpoint.pt (or start a run that has none yet from step "
+                        "0); only --epochs, --device, --workers, --checkpoint-every, "
+                        "--log-every, --tensorboard, --compile and --quiet may change")
+    p.add_argument("--images", type=count_int, default=None,
                    help="images per epoch (generators: index set size; default 105,000 small, "
                         "1,300,000 moco; folders: their size)")
     p.add_argument("--continuous", action="store_true",
@@ -230,41 +317,48 @@ def _add_pretrain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", type=resolution_int, default=None,
                    help="source image side (default 128 small / 256 moco)")
     p.add_argument("--crop", type=positive_int, default=None,
-                   help="crop side (64 small / 224 moco)")
+                   help="crop side (64 small / 224 moco), at most the image side")
     p.add_argument("--pre-resize", type=positive_int, default=None,
                    help="small: resize to this side before cropping (paper text: 96)")
     p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--batch-size", type=positive_int, default=None, help="global batch")
-    p.add_argument("--lr", type=float, default=None, help="default: recipe lr x batch / 256")
-    p.add_argument("--width", type=float, default=1.0,
-                   help="small: SmallAlexNet channel multiplier (1 = reference)")
-    p.add_argument("--moco-queue", type=positive_int, default=65536)
-    p.add_argument("--moco-bn", choices=("shuffle", "sync", "none"), default="shuffle")
-    p.add_argument("--seed", type=seed_int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--workers", type=int, default=4, help="loader workers for folders")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="default: recipe lr x batch / 256")
+    p.add_argument("--width", type=positive_float, default=None,
+                   help="small: SmallAlexNet channel multiplier (default 1 = reference)")
+    p.add_argument("--moco-queue", type=positive_int, default=None, help="default 65536")
+    p.add_argument("--moco-bn", choices=("shuffle", "sync", "none"), default=None,
+                   help="default shuffle")
+    p.add_argument("--seed", type=seed_int, default=None, help="default 0")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+                   help="default auto: bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the model")
+    p.add_argument("--workers", type=loader_workers_int, default=None,
+                   help="loader processes for folders (default 4)")
     p.add_argument("--checkpoint-every", type=positive_int, default=None,
                    help="steps between checkpoints (default: every epoch)")
-    p.add_argument("--log-every", type=positive_int, default=20)
-    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--log-every", type=positive_int, default=None, help="default 20")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also write TensorBoard logs")
+    p.add_argument("--quiet", action="store_true", default=None, help="no progress bar")
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from noisevision.safety import check_output_dir
     from noisevision.ssl.train import PretrainConfig, pretrain
 
-    cfg = PretrainConfig(
-        data=args.data, out=args.out, recipe=args.recipe, images=args.images,
-        generator_mode="continuous" if args.continuous else "cached",
-        image_size=args.resolution, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        crop=args.crop, pre_resize=args.pre_resize, width=args.width,
-        moco_queue=args.moco_queue, moco_bn=args.moco_bn, seed=args.seed, device=args.device,
-        precision=args.precision, compile=args.compile, workers=args.workers,
-        checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-        tensorboard=args.tensorboard, quiet=args.quiet)
-    run = pretrain(cfg, resume=args.resume)
+    check_output_dir(args.out)
+    given = {field: getattr(args, flag) for flag, field in _PRETRAIN_FIELDS.items()
+             if getattr(args, flag) is not None}
+    if args.continuous:
+        given["generator_mode"] = "continuous"
+    if "data" not in given and not args.resume:
+        raise UsageError("say what to train on: --data SOURCE[:WEIGHT],... (generator names "
+                         "or image folders)")
+    cfg = PretrainConfig(**{"data": "", **given, "out": args.out})
+    run = pretrain(cfg, resume=args.resume, explicit=set(given))
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(f"{run}: encoder.pt written")
     return 0
@@ -323,16 +417,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. The project's errors (bad input, missing or corrupt files, full disk,
+    memory) become one line `noisevision: error: ...` and exit status 2; bugs keep their
+    traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except UsageError as exc:
-        print(f"noisevision: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     except KeyboardInterrupt:
         print("noisevision: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except MemoryError:
+        return _fail("out of memory: lower --batch-size, --n, --images or --resolution")
+    except OSError as exc:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        return _fail(f"{exc.strerror or exc}{where}")
+    except RuntimeError as exc:
+        if "out of memory" in str(exc).lower():
+            return _fail("out of memory on the device: lower --batch-size, --images or "
+                         "--resolution")
+        raise
+
+
+def _fail(message: str) -> int:
+    line = " ".join(str(message).split())  # always one line
+    print(f"noisevision: error: {line}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

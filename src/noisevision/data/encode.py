@@ -36,15 +36,47 @@ def encode(array: np.ndarray, fmt: str, jpeg_quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
-def decode(path: Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8; UsageError names a missing or corrupt file."""
+MAX_PIXELS = 89_478_485  # PIL's default decompression-bomb limit (width x height)
+ALLOWED_IMAGES = "readable PNG/JPEG/BMP/WebP/PPM/TIFF files"
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) from the file's header; UsageError for a non-image or a bomb."""
+    return _open(path, decode=False)[0]
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file as (H, W, 3) uint8; one-line UsageError naming a bad file."""
+    return _open(path, decode=True)[1]
+
+
+def _open(path, decode: bool):
+    import warnings
+
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_PIXELS:
+                    raise Image.DecompressionBombError(
+                        f"{w} x {h} pixels is more than the limit of {MAX_PIXELS:,} "
+                        "(a decompression bomb?)")
+                arr = np.asarray(im.convert("RGB")) if decode else None
     except FileNotFoundError:
         raise UsageError(f"missing image file {path}") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise UsageError(f"corrupt or unreadable image {path}: {exc}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UsageError(f"refused image {path}: {' '.join(str(exc).split())}") from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise UsageError(f"cannot read image {path}: corrupt or unreadable image ({reason}); "
+                         f"allowed: {ALLOWED_IMAGES}") from None
+    return (w, h), arr
+
+
+def decode(path: Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8; UsageError names a missing or corrupt file."""
+    return read_rgb(path)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

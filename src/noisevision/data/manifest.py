@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -78,16 +78,76 @@ class Manifest:
     @classmethod
     def read(cls, root: Path) -> Manifest:
         path = Path(root) / MANIFEST
+        if path.is_symlink():
+            raise UsageError(f"{path} is a symbolic link: a dataset's manifest must be its own "
+                             "file")
         if not path.is_file():
             raise UsageError(f"{root} holds no {MANIFEST}: not a dataset written by "
                              "`noisevision generate`")
         try:
             data = json.loads(path.read_text())
-            if data.get("format_tag") != FORMAT_TAG:
-                raise ValueError(f"format_tag {data.get('format_tag')!r} != {FORMAT_TAG!r}")
-            return cls(**data)
-        except (ValueError, TypeError) as exc:
-            raise UsageError(f"corrupt manifest {path}: {exc}") from None
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise UsageError(f"corrupt manifest {path}: not readable JSON ({exc})") from None
+        return cls.from_dict(data, path)
+
+    @classmethod
+    def from_dict(cls, data: Any, path: Path | str = MANIFEST) -> Manifest:
+        """Validate every field (type and range); UsageError names the first bad field."""
+        def bad(why: str) -> UsageError:
+            return UsageError(f"corrupt manifest {path}: {why}")
+
+        if not isinstance(data, dict):
+            raise bad(f"expected a JSON object, found {type(data).__name__}")
+        if data.get("format_tag") != FORMAT_TAG:
+            raise bad(f"field 'format_tag' is {data.get('format_tag')!r}, expected "
+                      f"{FORMAT_TAG!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise bad(f"unknown field(s) {', '.join(map(repr, unknown))}")
+        for name in ("generator", "config", "seed", "start", "count", "resolution", "format"):
+            if name not in data:
+                raise bad(f"field {name!r} is missing")
+        for name, (kinds, ok, allowed) in _FIELD_RULES.items():
+            if name not in data:
+                continue
+            v = data[name]
+            if (isinstance(v, bool) and bool not in kinds) or not isinstance(v, kinds) \
+                    or not ok(v):
+                raise bad(f"field {name!r} is {v!r} (allowed: {allowed})")
+        if data["format"] == "jpg" and data.get("jpeg_quality") is None:
+            raise bad("field 'jpeg_quality' is missing for a JPEG dataset")
+        if data["start"] + data["count"] > MAX_INDEX:
+            raise bad(f"fields 'start' + 'count' pass the last index {MAX_INDEX - 1}")
+        if data["config"].get("resolution", data["resolution"]) != data["resolution"]:
+            raise bad("field 'resolution' disagrees with config.resolution")
+        return cls(**data)
+
+
+MAX_INDEX = 2**40
+
+
+def _int_in(lo: int, hi: int):
+    return lambda v: lo <= v <= hi
+
+
+_FIELD_RULES: dict[str, tuple[tuple[type, ...], Any, str]] = {
+    "generator": ((str,), lambda v: bool(v), "a generator name"),
+    "config": ((dict,), lambda v: True, "a JSON object of generator options"),
+    "seed": ((int,), _int_in(0, 2**64 - 1), "an integer in 0..2**64-1"),
+    "start": ((int,), _int_in(0, MAX_INDEX - 1), "an integer in 0..2**40-1"),
+    "count": ((int,), _int_in(1, MAX_INDEX), "an integer in 1..2**40"),
+    "resolution": ((int,), _int_in(16, 4096), "an integer in 16..4096"),
+    "format": ((str,), lambda v: v in ("png", "jpg"), "png or jpg"),
+    "jpeg_quality": ((int, type(None)), lambda v: v is None or 1 <= v <= 100,
+                     "null or an integer in 1..100"),
+    "device": ((str,), lambda v: v in ("cpu", "cuda"), "cpu or cuda"),
+    "batch_size": ((int, type(None)), lambda v: v is None or 1 <= v <= 65536,
+                   "null or an integer in 1..65536"),
+    "versions": ((dict,), lambda v: True, "a JSON object"),
+    "git_sha": ((str, type(None)), lambda v: True, "null or a string"),
+    "created": ((str,), lambda v: True, "a string"),
+}
 
 
 def _normalise(value: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -51,3 +52,63 @@ def contact_sheet(images: torch.Tensor, labels: Sequence[str] | None = None,
         if labels:
             draw.text((x, y + th + 1), str(labels[k]), fill=(0, 0, 0), font=small)
     return sheet
+
+
+SHEET_TAG = "noisevision contact sheet"
+SHEET_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _is_our_sheet(path: Path) -> bool:
+    try:
+        with Image.open(path) as im:
+            text = im.info.get("Software") or im.info.get("comment") or b""
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
+    if isinstance(text, bytes):
+        text = text.decode("latin-1", "replace")
+    return SHEET_TAG in str(text)
+
+
+def check_sheet_target(path: str | Path) -> Path:
+    """Before rendering: `path` ends in .png/.jpg, can be written, and replaces no foreign file.
+
+    An existing file is replaced only when it is a contact sheet noisevision wrote (tagged in
+    its metadata); anything else at that path is refused.
+    """
+    from noisevision.errors import UsageError
+    from noisevision.safety import check_output_file
+
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"--out {path} is a folder; give a file name such as sheet.png")
+    if path.suffix.lower() not in SHEET_SUFFIXES:
+        raise UsageError(f"--out {path} must end in .png or .jpg")
+    check_output_file(path)
+    if path.is_symlink():
+        raise UsageError(f"--out {path} is a symbolic link: noisevision will not write through "
+                         "it; give another file name")
+    if path.exists() and not _is_our_sheet(path):
+        raise UsageError(f"--out {path} exists and is not a contact sheet written by "
+                         "noisevision: it will not be replaced; give another file name")
+    return path
+
+
+def save_sheet(sheet: Image.Image, path: str | Path) -> Path:
+    """Write a sheet (tagged as noisevision's) atomically, creating its folder."""
+    import io
+
+    from PIL import PngImagePlugin
+
+    from noisevision.data.encode import write_atomic
+
+    path = Path(path)
+    buf = io.BytesIO()
+    if path.suffix.lower() == ".png":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Software", SHEET_TAG)
+        sheet.save(buf, format="PNG", pnginfo=info)
+    else:
+        sheet.save(buf, format="JPEG", quality=92, comment=SHEET_TAG.encode())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, buf.getvalue())
+    return path

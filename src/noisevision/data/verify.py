@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from noisevision.data.encode import decode, encode, to_uint8
-from noisevision.data.layout import existing_indices, image_path
+from noisevision.data.layout import image_path, scan_images
 from noisevision.data.manifest import Manifest
 from noisevision.device import one_cpu_thread, resolve_device
 from noisevision.errors import UsageError
@@ -27,35 +27,45 @@ JPEG_MAX_ABS = 16         # largest single-pixel difference
 class VerifyResult:
     checked: list[int]
     mismatched: list[int] = field(default_factory=list)
-    missing: list[int] = field(default_factory=list)
+    missing: list[int] = field(default_factory=list)   # indices of the manifest's range absent
+    damaged: list[int] = field(default_factory=list)   # present but truncated, empty or a link
     total_present: int = 0
+    expected: int = 0                                   # the manifest's count
 
     @property
     def ok(self) -> bool:
-        return not self.mismatched and not self.missing
+        return not self.mismatched and not self.missing and not self.damaged
 
 
 def verify_dataset(root: str | Path, sample: int = 16, *, seed: int = 0,
                    device: str | None = None, indices: list[int] | None = None) -> VerifyResult:
-    """Check `sample` random present indices (or the given `indices`) against regeneration."""
+    """Check every index of the manifest's range is present and complete, and `sample` random
+    present indices (or the given `indices`) against regeneration."""
     root = Path(root)
     if not root.is_dir():
         raise UsageError(f"dataset folder {root} does not exist")
     m = Manifest.read(root)
     if sample < 1:
         raise UsageError(f"--sample must be >= 1, got {sample}")
-    present = existing_indices(root, m.format)
-    in_range = sorted(i for i in present if m.start <= i < m.stop)
-    if indices is None:
-        if not in_range:
-            raise UsageError(f"{root} holds no images yet (expected indices "
-                             f"{m.start}..{m.stop - 1})")
-        indices = sorted(random.Random(seed).sample(in_range, min(sample, len(in_range))))
-    missing = [i for i in indices if i not in present]
-    checked = [i for i in indices if i in present]
     gen = create_generator(m.generator, **m.config)
+    present, damaged = scan_images(root, m.format)
+    in_range = sorted(i for i in present if m.start <= i < m.stop)
+    if indices is not None:
+        outside = [i for i in indices if not m.start <= i < m.stop]
+        if outside:
+            raise UsageError(f"--indices {outside[0]} lies outside the dataset's range "
+                             f"{m.start}..{m.stop - 1}")
+    elif not in_range:
+        raise UsageError(f"{root} holds no images yet (expected indices "
+                         f"{m.start}..{m.stop - 1}); rerun the `generate` command")
+    else:
+        indices = sorted(random.Random(seed).sample(in_range, min(sample, len(in_range))))
+    checked = [i for i in indices if i in present]
+    missing = [i for i in range(m.start, m.stop) if i not in present and i not in damaged]
     dev = resolve_device(device or m.device)
-    result = VerifyResult(checked=checked, missing=missing, total_present=len(in_range))
+    result = VerifyResult(checked=checked, missing=missing,
+                          damaged=sorted(i for i in damaged if m.start <= i < m.stop),
+                          total_present=len(in_range), expected=m.count)
     bs = (m.batch_size if dev.type == "cuda" and m.batch_size else gen.default_batch_size(dev))
     for b in range(0, len(checked), bs):
         part = checked[b:b + bs]

@@ -13,8 +13,11 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
-import shutil
+import sys
+import threading
+import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,18 +25,19 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from noisevision.argtypes import MAX_INDEX
 from noisevision.data.encode import FORMATS, encode, to_uint8, write_atomic
 from noisevision.data.layout import (
-    chunk_dirs,
-    chunk_name,
-    existing_indices,
     image_path,
+    is_dataset_entry,
     remove_stale_temporaries,
+    scan_images,
 )
 from noisevision.data.manifest import MANIFEST, Manifest
 from noisevision.device import one_cpu_thread, resolve_device
 from noisevision.errors import UsageError
 from noisevision.generators.base import Generator, generator_from_description
+from noisevision.safety import check_fits
 
 SCALES = {  # the paper's dataset sizes (reference-implementation.md §1)
     "small": {"n": 105_000, "resolution": 128},
@@ -74,12 +78,22 @@ class WriteResult:
     written: int
     skipped: int
     indices: tuple[int, int]
+    damaged: int = 0  # files found truncated or empty and rendered again
 
 
-def prepare_folder(out: Path, manifest: Manifest, overwrite: bool) -> None:
-    """Create `out` or check that an existing dataset there agrees with `manifest`."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"output path {out} is a file, not a folder")
+def prepare_folder(out: Path, manifest: Manifest, overwrite: bool) -> bool:
+    """Create `out` or check that an existing dataset there agrees with `manifest`.
+
+    Returns whether `out` was new or empty (so a run that fails before writing an image can
+    remove what it created). --overwrite replaces a different dataset by removing only the
+    files `generate` wrote (manifest, chunk folders of image files, sheet); a folder holding
+    anything else, or a symbolic link, is refused before anything is removed. A non-empty
+    folder that holds no manifest is never written into.
+    """
+    from noisevision.safety import check_output_dir, remove_owned, scan_owned
+
+    check_output_dir(out)
+    fresh = not out.is_dir() or not any(out.iterdir())
     if out.is_dir() and (out / MANIFEST).exists():
         old = Manifest.read(out)
         diff = manifest.differences(old)
@@ -89,25 +103,52 @@ def prepare_folder(out: Path, manifest: Manifest, overwrite: bool) -> None:
             raise UsageError(f"{out} already holds a different dataset ({shown}); use another "
                              "folder or pass --overwrite to replace it")
         if diff:
-            _clear_dataset(out)
-    elif out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise UsageError(f"{out} exists, is not empty and holds no {MANIFEST}; use an empty "
-                             "or new folder (or --overwrite to write into it anyway)")
+            entries = scan_owned(out, is_dataset_entry, "dataset folder")
+            remove_owned(out, entries)
+            fresh = True
+    elif not fresh:
+        raise UsageError(f"{out} exists, is not empty and holds no {MANIFEST}: noisevision "
+                         "writes datasets only into a new or empty folder or one of its own "
+                         "datasets (--overwrite never replaces other files)")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
     except OSError as exc:
-        raise UsageError(f"output folder {out} is not writable: {exc.strerror}") from None
+        raise UsageError(f"output folder {out} cannot be created: {exc.strerror}") from None
     manifest.write(out)
+    return fresh
 
 
-def _clear_dataset(out: Path) -> None:
-    for chunk in chunk_dirs(out):
-        shutil.rmtree(chunk)
-    (out / MANIFEST).unlink(missing_ok=True)
+def _rollback(out: Path, created_parents: list[Path]) -> None:
+    """Remove what a failed run created in a folder that was new: our files only."""
+    from noisevision.safety import remove_owned, scan_owned
+
+    try:
+        remove_owned(out, scan_owned(out, is_dataset_entry, "dataset folder"))
+        for p in [out, *created_parents]:
+            p.rmdir()
+    except (OSError, UsageError):
+        pass
+
+
+def _any_image(out: Path, fmt: str) -> bool:
+    try:
+        return bool(scan_images(out, fmt, check=False)[0])
+    except (OSError, UsageError):
+        return True
+
+
+def _todo_batches(lo: int, hi: int, done: set[int], bs: int) -> Iterator[list[int]]:
+    """Batches of the missing indices of [lo, hi), built lazily (constant memory in n)."""
+    batch: list[int] = []
+    for i in range(lo, hi):
+        if i in done:
+            continue
+        batch.append(i)
+        if len(batch) == bs:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 0,
@@ -119,53 +160,80 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
     """Render images [start, start + n) of `generator` (this shard's block) into `out`.
 
     `workers`: CPU rendering processes (CPU device) or encoder threads (GPU device); default the
-    number of CPU cores.
+    number of CPU cores. Every argument is checked before anything is written; a run that fails
+    before its first image leaves a new folder as it found it (absent).
     """
-    if not isinstance(n, int) or n <= 0:
+    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
         raise UsageError(f"number of images must be a positive integer, got {n!r}")
-    if start < 0:
-        raise UsageError(f"start index must be >= 0, got {start}")
+    if not isinstance(start, int) or start < 0 or start + n > MAX_INDEX:
+        raise UsageError(f"indices [start, start + n) must lie in 0..2**40-1, got start {start}"
+                         f" and n {n}")
+    if not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise UsageError(f"seed must be an integer in 0..2**64-1, got {seed!r}")
     if fmt not in FORMATS:
         raise UsageError(f"unknown image format {fmt!r} (allowed: {', '.join(FORMATS)})")
     if fmt == "jpg" and not 1 <= jpeg_quality <= 100:
         raise UsageError(f"JPEG quality must be in 1..100, got {jpeg_quality}")
     if workers is not None and workers < 1:
         raise UsageError(f"workers must be >= 1, got {workers}")
+    if batch_size is not None and batch_size < 1:
+        raise UsageError(f"batch size must be >= 1, got {batch_size}")
     dev = resolve_device(device)
     shard = shard or Shard()
     out = Path(out)
 
     bs = batch_size or generator.default_batch_size(dev)
+    r = generator.resolution
+    check_fits(bs * 3 * r * r * 4 * 8, f"a batch of {bs} images at {r} px",
+               "lower --batch-size or --resolution", dev if dev.type == "cuda" else None)
     manifest = Manifest.create(generator=generator.name, config=generator.describe()["config"],
                                seed=seed, start=start, count=n, resolution=generator.resolution,
                                format=fmt, jpeg_quality=jpeg_quality if fmt == "jpg" else None,
                                device=dev.type, batch_size=bs if dev.type == "cuda" else None)
-    prepare_folder(out, manifest, overwrite)
-    remove_stale_temporaries(out)
-
-    lo, hi = shard.bounds(start, n)
-    done = existing_indices(out, fmt)
-    todo = [i for i in range(lo, hi) if i not in done]
-    skipped = (hi - lo) - len(todo)
+    parents = [p for p in out.absolute().parents if not p.exists()]
+    fresh = prepare_folder(out, manifest, overwrite)
+    written = 0
     try:
-        for name in sorted({chunk_name(i) for i in todo}):
-            (out / name).mkdir(exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create chunk folders in {out}: {exc.strerror}") from None
+        remove_stale_temporaries(out)
+        lo, hi = shard.bounds(start, n)
+        done, damaged = scan_images(out, fmt)
+        done = {i for i in done if lo <= i < hi}
+        damaged = {i for i in damaged if lo <= i < hi}
+        skipped = len(done)
+        if damaged and progress:
+            print(f"noisevision: {len(damaged)} truncated or empty image file(s) in {out} are "
+                  "rendered again", file=sys.stderr)
+        nworkers = workers or max(1, os.cpu_count() or 1)
+        job = _Job(out=out, seed=seed, fmt=fmt, jpeg_quality=jpeg_quality)
+        bar = tqdm(total=hi - lo, initial=skipped, unit="img", disable=not progress,
+                   desc=generator.name, smoothing=0.05, dynamic_ncols=True)
+        batches = _todo_batches(lo, hi, done, bs)
+        counter = _Counter(bar)
+        try:
+            if dev.type == "cpu" and nworkers > 1 and (hi - lo) - skipped > bs:
+                _write_processes(generator, job, batches, nworkers, counter)
+            else:
+                _write_threads(generator, job, batches, dev, nworkers, counter, bs)
+        finally:
+            written = counter.n
+            bar.close()
+    except BaseException:
+        if fresh and not _any_image(out, fmt):  # nothing to resume: leave no trace
+            _rollback(out, parents)
+        raise
+    return WriteResult(out=out, written=written, skipped=skipped, indices=(lo, hi),
+                       damaged=len(damaged))
 
-    nworkers = workers or max(1, os.cpu_count() or 1)
-    batches = [todo[b:b + bs] for b in range(0, len(todo), bs)]
-    job = _Job(out=out, seed=seed, fmt=fmt, jpeg_quality=jpeg_quality)
-    bar = tqdm(total=hi - lo, initial=skipped, unit="img", disable=not progress,
-               desc=generator.name, smoothing=0.05, dynamic_ncols=True)
-    try:
-        if dev.type == "cpu" and nworkers > 1 and len(batches) > 1:
-            written = _write_processes(generator, job, batches, nworkers, bar)
-        else:
-            written = _write_threads(generator, job, batches, dev, nworkers, bar, bs)
-    finally:
-        bar.close()
-    return WriteResult(out=out, written=written, skipped=skipped, indices=(lo, hi))
+
+class _Counter:
+    """Images written so far (and the progress bar)."""
+
+    def __init__(self, bar: tqdm) -> None:
+        self.bar, self.n = bar, 0
+
+    def add(self, k: int) -> None:
+        self.n += k
+        self.bar.update(k)
 
 
 @dataclass(frozen=True)
@@ -178,15 +246,21 @@ class _Job:
     def save(self, indices: list[int], arrays) -> int:
         for i, arr in zip(indices, arrays, strict=True):
             data = encode(arr, self.fmt, self.jpeg_quality)
-            write_atomic(image_path(self.out, i, self.fmt), data)
+            path = image_path(self.out, i, self.fmt)
+            if not path.parent.is_dir():
+                try:
+                    path.parent.mkdir(exist_ok=True)
+                except OSError as exc:
+                    raise UsageError(f"cannot create chunk folder {path.parent}: "
+                                     f"{exc.strerror}") from None
+            write_atomic(path, data)
         return len(indices)
 
 
-def _write_threads(generator: Generator, job: _Job, batches: list[list[int]],
-                   dev: torch.device, nthreads: int, bar: tqdm, bs: int) -> int:
+def _write_threads(generator: Generator, job: _Job, batches: Iterator[list[int]],
+                   dev: torch.device, nthreads: int, counter: _Counter, bs: int) -> None:
     """Render in this process (any device); encode and write on a thread pool."""
     pending: deque[Future] = deque()
-    written = 0
     with ThreadPoolExecutor(nthreads) as pool, one_cpu_thread(dev):
         try:
             for batch in batches:
@@ -195,22 +269,45 @@ def _write_threads(generator: Generator, job: _Job, batches: list[list[int]],
                     arrays = to_uint8(generator.render_batch(idx, job.seed, bs))
                 pending.append(pool.submit(job.save, batch, arrays))
                 while len(pending) > 2 * nthreads or (pending and pending[0].done()):
-                    k = pending.popleft().result()
-                    written += k
-                    bar.update(k)
+                    counter.add(pending.popleft().result())
             while pending:
-                k = pending.popleft().result()
-                written += k
-                bar.update(k)
+                counter.add(pending.popleft().result())
         except BaseException:
             for f in pending:
                 f.cancel()
             raise
-    return written
+
+
+def _die_with_parent() -> None:
+    """Make this worker process end when its parent does, even after a kill -9 of the parent.
+
+    Linux: the kernel sends SIGKILL on the parent's death (PR_SET_PDEATHSIG). Everywhere: a
+    watchdog thread exits when the parent's pid changes (the worker was re-parented).
+    """
+    parent = os.getppid()
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="noisevision-parent-watch").start()
 
 
 def _worker(desc: dict, job: _Job, tasks, results) -> None:
     """A CPU rendering process: one intra-op thread, whole batches rendered and written."""
+    _die_with_parent()
     torch.set_num_threads(1)
     try:
         generator = generator_from_description(desc)
@@ -228,23 +325,37 @@ def _worker(desc: dict, job: _Job, tasks, results) -> None:
     results.put(("exit", None))
 
 
-def _write_processes(generator: Generator, job: _Job, batches: list[list[int]],
-                     nworkers: int, bar: tqdm) -> int:
-    """Render and write on `nworkers` single-threaded CPU processes pulling batches."""
+def _write_processes(generator: Generator, job: _Job, batches: Iterator[list[int]],
+                     nworkers: int, counter: _Counter) -> None:
+    """Render and write on `nworkers` single-threaded CPU processes pulling batches.
+
+    The batches are fed lazily (at most two per worker queued), so memory stays constant in
+    the number of images.
+    """
     ctx = mp.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
-    for batch in batches:
-        tasks.put(batch)
-    nworkers = min(nworkers, len(batches))
-    for _ in range(nworkers):
-        tasks.put(None)
     desc = generator.describe()
     procs = [ctx.Process(target=_worker, args=(desc, job, tasks, results), daemon=True)
              for _ in range(nworkers)]
     for p in procs:
         p.start()
-    written = exited = 0
+    queued = exited = 0
+    feeding = True
+
+    def feed() -> None:
+        nonlocal queued, feeding
+        while feeding and queued < 2 * nworkers:
+            batch = next(batches, None)
+            if batch is None:
+                feeding = False
+                for _ in range(nworkers):
+                    tasks.put(None)
+                return
+            tasks.put(batch)
+            queued += 1
+
     try:
+        feed()
         while exited < nworkers:
             try:
                 kind, value = results.get(timeout=1.0)
@@ -256,8 +367,9 @@ def _write_processes(generator: Generator, job: _Job, batches: list[list[int]],
                                        ) from None
                 continue
             if kind == "done":
-                written += value
-                bar.update(value)
+                queued -= 1
+                counter.add(value)
+                feed()
             elif kind == "error":
                 raise UsageError(value)
             elif kind == "crash":
@@ -270,4 +382,3 @@ def _write_processes(generator: Generator, job: _Job, batches: list[list[int]],
                 p.terminate()
         for p in procs:
             p.join()
-    return written

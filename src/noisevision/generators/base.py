@@ -135,11 +135,41 @@ def create_generator(name: str, **overrides: Any) -> Generator:
     if bad:
         raise UsageError(f"generator {name!r} has no option {', '.join(bad)} "
                          f"(allowed: {', '.join(sorted(fields))})")
+    for f in dataclasses.fields(generator_cls.config_cls):
+        if f.name in given:
+            check_option_type(name, f.name, f.type, given[f.name])
     try:
         config = generator_cls.config_cls(**{**preset, **given})
     except TypeError as exc:  # wrong types that dataclass construction itself rejects
         raise ConfigError(f"bad options for {name!r}: {exc}") from None
+    except (ValueError, OverflowError) as exc:
+        raise ConfigError(f"bad options for {name!r}: {exc}") from None
     return generator_cls(config, name=name)
+
+
+def check_option_type(generator: str, option: str, annotation: Any, value: Any) -> None:
+    """ConfigError unless `value` has the type the config field declares (int, float, bool,
+    str, tuple), with finite numbers; options of other annotations are checked by the family."""
+    import math
+
+    kind = str(annotation).split("[")[0].split("|")[0].strip()
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    ok = {
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": number,
+        "bool": lambda v: isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "tuple": lambda v: isinstance(v, (list, tuple)) and all(
+            number(x) or isinstance(x, str) for x in v),
+    }.get(kind)
+    if ok is not None and not ok(value):
+        expected = {"int": "an integer", "float": "a finite number", "bool": "true or false",
+                    "str": "a string", "tuple": "a list such as [0.5, 2]"}[kind]
+        raise ConfigError(f"option {option} of {generator!r} must be {expected}, got "
+                          f"{value!r}")
 
 
 def generator_from_description(desc: dict[str, Any]) -> Generator:

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from noisevision.argtypes import positive_int
+from noisevision.argtypes import loader_workers_int, positive_int, seed_int
 from noisevision.errors import UsageError
 
 
@@ -50,10 +50,11 @@ def add_probe_arguments(p: argparse.ArgumentParser) -> None:
                    help="Fashion-MNIST: class-balanced training subset size (default all 60000)")
     p.add_argument("--fashion-val", type=positive_int, default=None,
                    help="Fashion-MNIST: test subset size (default all 10000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="feature extraction batch")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers (default 0)")
+    p.add_argument("--workers", type=loader_workers_int, default=0,
+                   help="DataLoader worker processes (default 0: load in the main process)")
     p.add_argument("--out", default=None, help="folder for results.json and results.md")
     p.add_argument("--quiet", action="store_true")
 
@@ -62,10 +63,18 @@ def run_probe(args: argparse.Namespace) -> int:
     from noisevision.device import resolve_device
     from noisevision.probe.baselines import MeanColour, RawPixels, arch_of, random_init_encoder
     from noisevision.probe.datasets import load_tasks
-    from noisevision.probe.evaluate import KnnConfig, evaluate, results_markdown, write_results
+    from noisevision.probe.evaluate import (
+        KnnConfig,
+        check_results_folder,
+        evaluate,
+        results_markdown,
+        write_results,
+    )
     from noisevision.probe.linear import recipe_for
     from noisevision.probe.load import load_probe_encoder
 
+    if args.out:  # checked before minutes of work, written only at the end
+        check_results_folder(args.out)
     device = resolve_device(args.device)
     encoders, metas = {}, {}
     for spec in args.encoder:
@@ -113,7 +122,7 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated generators to pretrain on, one encoder each; a+b "
                    "(or a:2+b) pretrains one encoder on a weighted mixture (default: the "
                    "budget's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     p.add_argument("--quiet", action="store_true")
 

@@ -68,14 +68,9 @@ class FileImages(torch.utils.data.Dataset):
 
 def read_image(path: Path) -> torch.Tensor:
     """Decode one image file as uint8 RGB (3, H, W); a bad file is a one-line UsageError."""
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(f"cannot read image {path}: {reason} "
-                         "(allowed: readable JPEG/PNG/BMP/WebP/TIFF files)") from None
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)  # (3, H, W)
+    from noisevision.data.encode import read_rgb
+
+    return torch.from_numpy(read_rgb(path).copy()).permute(2, 0, 1)  # (3, H, W)
 
 
 @dataclass

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,15 +98,68 @@ def pick_budget(budget: str, device: torch.device) -> tuple[str, DemoBudget]:
     return budget, BUDGETS[budget]
 
 
+REPORT_MARKER = ".noisevision-report.json"
+_REPORT_FILES = (REPORT_MARKER, "report.md", "results.json", "results.md", "results.json.tmp",
+                 "results.md.tmp")
+
+
+def _is_report_entry(rel: str, is_dir: bool) -> bool:
+    """Whether `rel` is a path `noisevision demo` writes in its report folder."""
+    from noisevision.ssl.train import RUN_FILES
+
+    parts = rel.split("/")
+    if len(parts) == 1:
+        if is_dir:
+            return parts[0] in ("samples", "runs")
+        name = parts[0]
+        return name in _REPORT_FILES or (  # a write_atomic temporary of a killed demo
+            name.startswith(".") and name.endswith(".tmp")
+            and name[1:].split(".tmp")[0].rsplit(".", 1)[0] in _REPORT_FILES)
+    if parts[0] == "samples":
+        return len(parts) == 2 and not is_dir and parts[1].endswith(".png")
+    if parts[0] == "runs":
+        if len(parts) == 2:
+            return is_dir
+        if len(parts) == 3:
+            return parts[2] in RUN_FILES and is_dir == (parts[2] == "tensorboard")
+        return parts[2] == "tensorboard"
+    return False
+
+
+def _is_report_folder(out: Path) -> bool:
+    """A folder `noisevision demo` wrote: its marker, or (older reports) its results.json."""
+    if (out / REPORT_MARKER).is_file() and not (out / REPORT_MARKER).is_symlink():
+        return True
+    try:
+        meta = json.loads((out / "results.json").read_text()).get("meta", {})
+        return isinstance(meta, dict) and meta.get("command") == "demo"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file (allowed: a new or empty folder)")
+    """A new or empty folder, or (with --overwrite) an earlier report, emptied of its own files.
+
+    --overwrite removes only the files a demo writes (report, results, samples, runs) and only
+    in a folder marked as a demo report; anything else there, or a symbolic link, is refused
+    before a single file is removed.
+    """
+    from noisevision.safety import check_output_dir, remove_owned, scan_owned
+
+    check_output_dir(out)
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise UsageError(f"report folder {out} is not empty (pass --overwrite to replace it, "
-                             "or choose another --out)")
-        shutil.rmtree(out)
+            raise UsageError(f"report folder {out} is not empty (pass --overwrite to replace an "
+                             "earlier demo report, or choose another --out)")
+        if not _is_report_folder(out):
+            raise UsageError(f"{out} is not a report folder written by `noisevision demo` (no "
+                             f"{REPORT_MARKER}): --overwrite only replaces such a folder; "
+                             "choose a new or empty --out")
+        remove_owned(out, scan_owned(out, _is_report_entry, "demo report folder"))
     out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT_MARKER).write_text(json.dumps(
+        {"kind": "noisevision-demo-report", "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        + "\n")
 
 
 def render_samples(out: Path, b: DemoBudget, device: torch.device, seed: int, log) -> dict:
@@ -178,9 +230,14 @@ def run_demo(out: str | Path = "noisevision-demo", *, device: str = "auto",
     """Run every stage; returns the report folder."""
     from noisevision.device import resolve_device
     from noisevision.generators.base import list_generators
+    from noisevision.safety import check_output_dir
     from noisevision.ssl.sources import parse_data_spec
 
     t_start = time.perf_counter()
+    check_output_dir(out)
+    if Path(out).is_dir() and any(Path(out).iterdir()) and not overwrite:
+        raise UsageError(f"report folder {out} is not empty (pass --overwrite to replace an "
+                         "earlier demo report, or choose another --out)")
     dev = resolve_device(device)
     name, b = pick_budget(budget, dev)
     if families:

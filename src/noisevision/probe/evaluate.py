@@ -95,14 +95,43 @@ def results_markdown(rows: Sequence[dict], title: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _is_results_file(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and set(data) == {"meta", "rows"}
+
+
+def check_results_folder(out: str | Path) -> Path:
+    """Before any work: `out` can hold results.json/.md without replacing a foreign file."""
+    from noisevision.safety import check_output_dir
+
+    out = check_output_dir(out)
+    rj, rm = out / "results.json", out / "results.md"
+    for p in (rj, rm):
+        if p.is_symlink() or p.is_dir():
+            raise UsageError(f"{p} is a link or a folder: noisevision will not replace it; "
+                             "choose another --out")
+    if rj.exists() and not _is_results_file(rj):
+        raise UsageError(f"{rj} exists and is not a noisevision results file: it will not be "
+                         "replaced; choose another --out")
+    if rm.exists() and not rj.exists():
+        raise UsageError(f"{rm} exists without a noisevision results.json beside it: it will "
+                         "not be replaced; choose another --out")
+    return out
+
+
 def write_results(out: str | Path, rows: Sequence[dict], meta: dict, title: str) -> Path:
-    """RESULTS: out/results.json ({meta, rows}) and out/results.md (the table)."""
-    out = Path(out)
+    """RESULTS: out/results.json ({meta, rows}) and out/results.md (the table), atomically."""
+    from noisevision.data.encode import write_atomic
+
+    out = check_results_folder(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps({"meta": meta, "rows": list(rows)},
-                                                     indent=2, default=str))
-        (out / "results.md").write_text(results_markdown(rows, title))
+        write_atomic(out / "results.json", json.dumps({"meta": meta, "rows": list(rows)},
+                                                      indent=2, default=str).encode())
+        write_atomic(out / "results.md", results_markdown(rows, title).encode())
     except OSError as exc:
-        raise UsageError(f"cannot write results to {out}: {exc}") from None
+        raise UsageError(f"cannot write results to {out}: {exc.strerror or exc}") from None
     return out

@@ -154,16 +154,17 @@ class _FolderDataset(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        from noisevision.data.encode import read_rgb
+
         path = self.files[i]
         try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-                if im.size != (self.size, self.size):
-                    im = im.resize((self.size, self.size), Image.BILINEAR)
-                arr = np.asarray(im, dtype=np.uint8).copy()
-        except Exception as exc:  # noqa: BLE001  (reported in the main process, one line)
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), f"{path}: {reason}"
+            arr = read_rgb(path)
+            if arr.shape[:2] != (self.size, self.size):
+                im = Image.fromarray(arr).resize((self.size, self.size), Image.BILINEAR)
+                arr = np.asarray(im, dtype=np.uint8)
+            arr = arr.copy()
+        except UsageError as exc:  # reported in the main process, one line
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), str(exc)
         return torch.from_numpy(arr).permute(2, 0, 1), ""
 
 
@@ -196,13 +197,10 @@ class FolderComponent:
     def __init__(self, path: str, *, image_size: int, workers: int = 4) -> None:
         self.path, self.image_size, self.workers = path, image_size, workers
         self.files = scan_folder(path)
+        from noisevision.data.encode import image_size
+
         for f in self.files:  # header check of every file: cheap, catches most corrupt files
-            try:
-                with Image.open(f) as im:
-                    im.size  # noqa: B018
-            except Exception:  # noqa: BLE001
-                raise UsageError(f"corrupt or unreadable image {f!r} in data folder "
-                                 f"{path!r}") from None
+            image_size(f)     # and refuses decompression bombs before any worker decodes one
         self.images = len(self.files)
 
     def describe(self) -> dict:
@@ -229,7 +227,7 @@ class FolderComponent:
             persistent_workers=False)
         for images, errors in loader:
             if errors:
-                raise UsageError(f"corrupt or unreadable image {errors[0]}")
+                raise UsageError(errors[0])
             yield images.to(self.device, non_blocking=True)
 
 

@@ -23,8 +23,10 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import platform
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,7 @@ import torch
 from torch import nn
 
 from noisevision.errors import UsageError, check
+from noisevision.safety import check_fits
 from noisevision.ssl import ddp
 from noisevision.ssl.augment import TwoViewAugment, moco_augment, small_augment
 from noisevision.ssl.checkpoint import load_checkpoint, save_checkpoint
@@ -133,12 +136,11 @@ def _has_generator(spec: str) -> bool:
 
 def _folder_only_size(spec: str) -> int | None:
     """Side of the first image when --data is folders only (so they are not resized)."""
-    from PIL import Image
+    from noisevision.data.encode import image_size
 
     if _has_generator(spec):
         return None
-    with Image.open(scan_folder(parse_data_spec(spec)[0].source)[0]) as im:
-        return int(min(im.size))
+    return int(min(image_size(scan_folder(parse_data_spec(spec)[0].source)[0])))
 
 
 def learning_rate(cfg: PretrainConfig, epoch: int) -> float:
@@ -173,15 +175,181 @@ def _environment(device: torch.device, world: int) -> dict[str, Any]:
             "world_size": world, "git_sha": sha}
 
 
-def _prepare_run_folder(cfg: PretrainConfig, resume: bool) -> tuple[Path, dict | None]:
-    run = Path(cfg.out)
-    ckpt = run / "checkpoint.pt"
-    if resume:
-        return run, load_checkpoint(ckpt)
-    if run.exists() and any(run.iterdir()):
-        raise UsageError(f"run folder {str(run)!r} is not empty "
-                         "(pass --resume to continue it, or choose another --out)")
-    return run, None
+# Files a run folder may hold: all written by `pretrain` (``*.tmp`` by a killed save).
+RUN_FILES = ("config.json", "config.json.tmp", "log.jsonl", "log.jsonl.tmp", "checkpoint.pt",
+             "checkpoint.pt.tmp", "encoder.pt", "encoder.pt.tmp", "tensorboard")
+# Fields that `--resume` may change: they do not change what the finished run computes, except
+# `epochs`, whose new value also stretches or shortens the learning-rate schedule.
+RESUME_CHANGEABLE = ("epochs", "device", "quiet", "workers", "checkpoint_every", "log_every",
+                     "tensorboard", "compile", "stop_after")
+
+
+def _run_folder_state(run: Path) -> str:
+    """'new' (absent or empty), 'started' (ours, no checkpoint yet) or 'checkpoint'."""
+    if run.is_symlink() and not run.exists():
+        raise UsageError(f"run folder {str(run)!r} is a broken symbolic link")
+    if run.exists() and not run.is_dir():
+        raise UsageError(f"run folder {str(run)!r} is a file (allowed: a new, empty or "
+                         "run folder)")
+    if not run.exists():
+        return "new"
+    entries = sorted(os.listdir(run))
+    if not entries:
+        return "new"
+    foreign = [e for e in entries if e not in RUN_FILES]
+    if foreign:
+        raise UsageError(f"{str(run)!r} holds files that `pretrain` did not write "
+                         f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}): "
+                         "choose a new or empty --out")
+    return "checkpoint" if (run / "checkpoint.pt").is_file() else "started"
+
+
+def _stored_config(run: Path) -> dict | None:
+    """The config of RUN/config.json when it is readable (a started run without checkpoint)."""
+    try:
+        data = json.loads((run / "config.json").read_text())
+        cfg = data["config"]
+        PretrainConfig(**cfg)
+        return cfg
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _normalise(field: str, value: Any) -> Any:
+    if field == "data" and isinstance(value, str):
+        out = []
+        for s in parse_data_spec(value):
+            src = s.source
+            if source_kind(src) != "generator":
+                src = str(Path(src).resolve())
+            out.append((src, float(s.weight)))
+        return out
+    if field == "out":
+        return str(Path(value).resolve())
+    return value
+
+
+def resume_config(stored: PretrainConfig, given: PretrainConfig, explicit: set[str],
+                  epochs_done: int) -> tuple[PretrainConfig, list[str]]:
+    """The config of a resumed run: the stored one, with the changeable `explicit` fields.
+
+    A field in `explicit` that cannot change on resume must equal the stored value, else
+    UsageError names it. Returns the config and a description of each honoured change.
+    """
+    changes, updates = [], {}
+    for name in sorted(explicit):
+        new, old = getattr(given, name), getattr(stored, name)
+        if new is None or _normalise(name, new) == _normalise(name, old):
+            continue
+        if name not in RESUME_CHANGEABLE:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(
+                f"--resume cannot change {name} ({old!r} in the run, {new!r} given {flag}): "
+                f"it would change what the run computes; drop {flag} or start a new run "
+                f"(another --out). Changeable on resume: {', '.join(RESUME_CHANGEABLE[:-1])}")
+        if name == "epochs" and new < epochs_done:
+            raise UsageError(f"--epochs {new} is below the {epochs_done} epochs this run has "
+                             "completed (allowed: >= the completed epochs)")
+        updates[name] = new
+        changes.append(f"{name} {old!r} -> {new!r}"
+                       + (" (learning-rate schedule recomputed for the new length)"
+                          if name == "epochs" else ""))
+    return dataclasses.replace(stored, **updates), changes
+
+
+def _explicit_fields(config: PretrainConfig) -> set[str]:
+    """Library calls: the fields that differ from PretrainConfig's defaults (and data/out)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(PretrainConfig)}
+    return {k for k, v in dataclasses.asdict(config).items()
+            if k in ("data", "out") or v != defaults.get(k)}
+
+
+def _prepare_run_folder(config: PretrainConfig, resume: bool,
+                        explicit: set[str] | None) -> tuple[PretrainConfig, dict | None, str]:
+    """(config to train, checkpoint state or None, a note for the user) for RUN's state.
+
+    * new folder: train `config` from step 0;
+    * started (our files, no checkpoint yet: killed or failed before the first save): train
+      from step 0, with or without --resume; --resume takes the stored config and the given
+      flags over it (nothing was trained, so any flag may change);
+    * checkpoint: --resume continues it (see resume_config); a plain rerun is refused.
+    """
+    run = Path(config.out)
+    state = _run_folder_state(run)
+    explicit = _explicit_fields(config) if explicit is None else set(explicit) | {"out"}
+    if state == "checkpoint":
+        if not resume:
+            raise UsageError(f"run folder {str(run)!r} holds a checkpoint: pass --resume to "
+                             "continue it, or choose another --out")
+        ckpt = load_checkpoint(run / "checkpoint.pt")
+        try:
+            stored = PretrainConfig(**ckpt["config"])
+        except TypeError as exc:
+            raise UsageError(f"checkpoint {str(run / 'checkpoint.pt')!r} holds a config this "
+                             f"version cannot read ({exc})") from None
+        cfg, changes = resume_config(stored, config, explicit, int(ckpt["epoch"]))
+        note = (f"resuming {run} at epoch {ckpt['epoch']} step {ckpt['step']}"
+                + (f"; changed: {'; '.join(changes)}" if changes else ""))
+        return cfg, ckpt, note
+    if state == "started":
+        stored = _stored_config(run) if resume else None
+        if stored is not None:
+            given = {k: getattr(config, k) for k in explicit if getattr(config, k) is not None}
+            config = PretrainConfig(**{**stored, **given})
+        elif resume and "data" not in explicit:
+            raise UsageError(f"run folder {str(run)!r} has no readable config.json and no "
+                             "checkpoint: give --data (and the other flags) to start it again")
+        return config.resolved(), None, (f"{run} has no checkpoint yet: starting from step 0"
+                                         + (" with its stored config" if stored else ""))
+    if resume and "data" not in explicit:
+        raise UsageError(f"no run in {str(run)!r} to resume: give --data (and the other "
+                         "flags) to start one")
+    return config.resolved(), None, ""
+
+
+def _reset_started_run(run: Path) -> None:
+    """Remove what a run killed before its first checkpoint left (only our own files)."""
+    for name in ("log.jsonl", "checkpoint.pt.tmp", "encoder.pt.tmp", "encoder.pt"):
+        (run / name).unlink(missing_ok=True)
+
+
+def _trim_log(path: Path, done: int) -> None:
+    """Drop log lines past the checkpoint (they are logged again) and a half-written last line."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and rec.get("global_step", 0) <= done:
+            keep.append(line)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(k + "\n" for k in keep))
+    os.replace(tmp, path)
+
+
+def _check_cache_memory(source: DataSource, cfg: PretrainConfig, dev: torch.device,
+                        world: int) -> None:
+    """A cached index set that cannot fit in memory is refused before anything starts."""
+    side = cfg.image_size
+    cached = sum(-(-n // world) for n, c in zip(source.shares, source.components, strict=True)
+                 if getattr(c, "mode", None) == "cached")
+    if cached:
+        check_fits(cached * 3 * side * side, f"the cached set of {cached:,} images at {side} px",
+                   "lower --images or --resolution, or pass --continuous", dev, fraction=0.8)
+
+
+def _nonfinite_message(run: Path, epoch: int, step: int,
+                       last_good: tuple[int, int] | None) -> str:
+    where = f"loss became nan/inf by epoch {epoch} step {step}; training stopped"
+    if last_good is None:
+        return (f"{where}; no checkpoint was written yet, so rerun the same command with a "
+                "lower --lr (the run starts again from step 0)")
+    return (f"{where}; last good checkpoint: {run / 'checkpoint.pt'} (epoch {last_good[0]}, "
+            f"step {last_good[1]}); the run is deterministic, so start a new run (another "
+            "--out) with a lower --lr, or check the data")
 
 
 class _Logger:
@@ -208,23 +376,35 @@ class _Logger:
                     self.tb.add_scalar(k, v, record["global_step"])
 
 
-def pretrain(config: PretrainConfig, *, resume: bool = False) -> Path:
-    """Train as `config` says (or continue RUN/checkpoint.pt); returns the run folder."""
+def pretrain(config: PretrainConfig, *, resume: bool = False,
+             explicit: set[str] | None = None) -> Path:
+    """Train as `config` says (or continue RUN/checkpoint.pt); returns the run folder.
+
+    `explicit`: the config fields the user gave (the CLI passes its flags); on --resume these
+    must agree with the run's stored config except RESUME_CHANGEABLE ones. None (library calls):
+    every field that differs from PretrainConfig's default counts as given.
+    """
     info = ddp.init_distributed(config.device)
     try:
-        return _train(config, resume, info)
+        return _train(config, resume, info, explicit)
     finally:
         ddp.shutdown_distributed()
 
 
-def _train(config: PretrainConfig, resume: bool, info: ddp.DistInfo) -> Path:
-    run, state = _prepare_run_folder(config, resume)
-    if state is not None:  # the stored config wins, except where it does not change results
-        stored = PretrainConfig(**state["config"])
-        cfg = dataclasses.replace(stored, device=config.device, quiet=config.quiet,
-                                  workers=config.workers, stop_after=config.stop_after)
-    else:
-        cfg = config.resolved()
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _train(config: PretrainConfig, resume: bool, info: ddp.DistInfo,
+           explicit: set[str] | None = None) -> Path:
+    cfg, state, note = _prepare_run_folder(config, resume, explicit)
+    run = Path(cfg.out)
+    if state is not None:  # the device, output and test switches are the caller's
+        cfg = dataclasses.replace(cfg, out=config.out, stop_after=config.stop_after)
+    if note and info.is_main and not config.quiet:
+        print(f"noisevision: {note}", file=sys.stderr)
     check(cfg.batch_size % info.world_size == 0, f"batch_size {cfg.batch_size} must be a "
           f"multiple of the number of processes ({info.world_size})")
     check(cfg.recipe == "moco" or cfg.batch_size // info.world_size >= 2,
@@ -240,6 +420,11 @@ def _train(config: PretrainConfig, resume: bool, info: ddp.DistInfo) -> Path:
     if steps_per_epoch < 1:
         raise UsageError(f"an epoch of {source.images} images holds no full batch of "
                          f"{cfg.batch_size} (lower --batch-size or raise --images)")
+    check(cfg.crop <= (cfg.pre_resize or cfg.image_size),
+          f"crop {cfg.crop} is larger than the {cfg.pre_resize or cfg.image_size} px image it "
+          "is cut from: allowed --crop <= " + ("--pre-resize" if cfg.pre_resize else
+                                               "--resolution (or the folder's image side)"))
+    _check_cache_memory(source, cfg, dev, info.world_size)
     aug_cfg = (small_augment(cfg.crop, cfg.pre_resize) if cfg.recipe == "small"
                else moco_augment(cfg.crop))
     augment = TwoViewAugment(aug_cfg, cfg.seed)
@@ -255,9 +440,17 @@ def _train(config: PretrainConfig, resume: bool, info: ddp.DistInfo) -> Path:
                                 weight_decay=cfg.weight_decay)
     epoch, step = 0, 0
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, ValueError, RuntimeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UsageError(f"checkpoint {str(run / 'checkpoint.pt')!r} does not fit the "
+                             f"model of its own config ({first})") from None
         epoch, step = int(state["epoch"]), int(state["step"])
+        if not (0 <= epoch and 0 <= step <= steps_per_epoch):
+            raise UsageError(f"checkpoint {str(run / 'checkpoint.pt')!r} holds an impossible "
+                             f"position (epoch {epoch}, step {step})")
     train_model: nn.Module = model
     if info.distributed:
         train_model = nn.parallel.DistributedDataParallel(
@@ -267,18 +460,22 @@ def _train(config: PretrainConfig, resume: bool, info: ddp.DistInfo) -> Path:
     backbone = model if cfg.recipe == "small" else model.backbone
     arch = "small_alexnet" if cfg.recipe == "small" else "resnet50"
 
-    # ---- run folder
+    # ---- run folder (every check above ran before anything is written)
     if info.is_main:
         run.mkdir(parents=True, exist_ok=True)
-        (run / "config.json").write_text(json.dumps(
-            {"config": dataclasses.asdict(cfg), "augment": dataclasses.asdict(aug_cfg),
-             "data": None, "environment": _environment(dev, info.world_size)}, indent=2))
+        if state is None:
+            _reset_started_run(run)
+        else:
+            _trim_log(run / "log.jsonl", epoch * steps_per_epoch + step)
+        _write_json(run / "config.json", {
+            "config": dataclasses.asdict(cfg), "augment": dataclasses.asdict(aug_cfg),
+            "data": None, "environment": _environment(dev, info.world_size)})
     logger = _Logger(run, info.is_main, cfg.tensorboard)
     source.prepare(dev, info.rank, info.world_size, progress)
     if info.is_main:
         cfg_json = json.loads((run / "config.json").read_text())
         cfg_json["data"] = source.describe()
-        (run / "config.json").write_text(json.dumps(cfg_json, indent=2))
+        _write_json(run / "config.json", cfg_json)
 
     def save(next_epoch: int, next_step: int) -> None:
         if not info.is_main:
@@ -301,7 +498,7 @@ def _train(config: PretrainConfig, resume: bool, info: ddp.DistInfo) -> Path:
     bar = tqdm(total=total_steps * cfg.batch_size, initial=done * cfg.batch_size, unit="img",
                unit_scale=True, disable=not progress, desc=f"pretrain {cfg.recipe}")
     nonfinite = torch.zeros((), dtype=torch.bool, device=dev)
-    last_good = (epoch, step)
+    last_good = (epoch, step) if state is not None else None
     t_log, n_log = time.perf_counter(), 0
     autocast = (torch.autocast(dev.type, dtype=torch.bfloat16) if use_bf16
                 else contextlib.nullcontext())
@@ -336,10 +533,7 @@ def _train(config: PretrainConfig, resume: bool, info: ddp.DistInfo) -> Path:
             if done % cfg.log_every == 0 or ckpt_due:
                 if bool(ddp.all_reduce_mean(nonfinite.float()) > 0):
                     bar.close()
-                    raise UsageError(
-                        f"loss became nan/inf by epoch {epoch} step {step}; training stopped; "
-                        f"last good checkpoint: {run / 'checkpoint.pt'} (epoch "
-                        f"{last_good[0]}, step {last_good[1]}); lower --lr or check the data")
+                    raise UsageError(_nonfinite_message(run, epoch, step, last_good))
                 rate = n_log * cfg.batch_size / max(time.perf_counter() - t_log, 1e-9)
                 rec = {"epoch": epoch, "step": step, "global_step": done, "lr": lr,
                        "loss": float(ddp.all_reduce_mean(loss)), "images_per_s": rate}
