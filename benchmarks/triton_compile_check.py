@@ -19,7 +19,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from noisevision import rng_triton
-from noisevision.generators import stylegan_triton
+from noisevision.generators import dead_leaves_triton, stylegan_triton
 
 TARGET = GPUTarget("cuda", 90, 32)
 
@@ -66,6 +66,13 @@ def main() -> int:
                 stylegan_triton._fused_relu_sums_kernel, ptrs, ["C", "P"],
                 {"R": r, "R_HI": hi, "R_LO": lo, "HAS_NOISE": has_noise, "HAS_BETA": has_beta,
                  "BLOCK_P": 1024}, {"num_warps": 4})
+    for write_first in (True, False):
+        failed += compile_variants(
+            f"dead leaves raster write_first={write_first}", dead_leaves_triton._raster_kernel,
+            {"tab_ptr": "*fp32", "old_ptr": "*i32", "new_ptr": "*i32", "first_ptr": "*i32",
+             "flag_ptr": "*i32", "limit_ptr": "*i32"}, ["n_leaves", "first_leaf", "res"],
+            {"ROWS": 8, "BLOCK_X": 128, "NFIELDS": dead_leaves_triton.NF,
+             "WRITE_FIRST": write_first}, {"num_warps": 4, "enable_fp_fusion": False})
     print(f"{failed} variants failed" if failed else "all kernels compile for sm_90")
     return 1 if failed else 0
 

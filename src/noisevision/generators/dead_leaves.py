@@ -37,7 +37,7 @@ import torch
 
 from noisevision.errors import check
 from noisevision.generators.base import Generator, check_resolution, register_generator
-from noisevision.rng import ImageRandom
+from noisevision.rng import ImageRandom, as_index_tensor
 
 SHAPE_KINDS = ("circle", "square", "oriented_square", "rectangle", "triangle", "quadrilateral")
 RADIUS_LAWS = ("power", "exponential")
@@ -92,6 +92,20 @@ class DeadLeavesConfig:
               f"got {self.chunk_leaves!r}")
 
 
+_CONSTS: dict[tuple, torch.Tensor] = {}
+
+
+def _const(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """torch.tensor(values) on `device`, kept per device: on CUDA a fresh torch.tensor is a
+    blocking host-to-device copy (the host waits for the GPU), and these were made per chunk."""
+    if device.type == "cpu":
+        return torch.tensor(values, dtype=dtype)
+    key = (values, dtype, str(device))
+    if key not in _CONSTS:
+        _CONSTS[key] = torch.tensor(values, dtype=dtype, device=device)
+    return _CONSTS[key]
+
+
 def radius_grid(config: DeadLeavesConfig,
                 device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """The power law's grid r_k (fractions of resolution) and its CDF, as in the reference."""
@@ -123,23 +137,40 @@ def sample_leaf_block(config: DeadLeavesConfig, indices: torch.Tensor, seed: int
     A fixed number of draws per leaf, from a stream keyed by (seed, image index, block), so
     image i's leaves never depend on the batch.
     """
-    rng = ImageRandom(seed, indices, f"dead_leaves/leaves/{block}")
-    n, res, shapes = LEAF_BLOCK, config.resolution, config.shapes
-    B, dev = indices.numel(), indices.device
-    # One draw of K uniforms per leaf (fewer, larger tensor ops). The first six columns are in
-    # every variant: the same seed gives the same sizes, centres and colours whatever the shapes.
-    # The others are drawn only when the config uses them (a fixed count per config).
+    return leaf_params(config, leaf_uniforms(config, indices, seed, block))
+
+
+def leaf_uniforms(config: DeadLeavesConfig, indices: torch.Tensor, seed: int, block: int,
+                  checked: bool = False) -> torch.Tensor:
+    """The uniforms (B, 256, K) of leaf block `block` of each image, K fixed per config.
+
+    One draw of K uniforms per leaf (fewer, larger tensor ops). The first six columns are in
+    every variant: the same seed gives the same sizes, centres and colours whatever the shapes.
+    The others are drawn only when the config uses them (a fixed count per config).
+    `checked`: the indices were already range-checked (no read-back of their min and max).
+    """
+    rng = ImageRandom(seed, indices, f"dead_leaves/leaves/{block}", _checked=checked)
+    shapes = config.shapes
     has = {k: k in shapes for k in SHAPE_KINDS}
     n_angles = 4 if has["triangle"] or has["quadrilateral"] else 0
     extra = [len(shapes) > 1, has["oriented_square"], has["rectangle"]]
-    u = rng.uniform(n, 6 + sum(extra) + n_angles)  # (B, n, K)
+    return rng.uniform(LEAF_BLOCK, 6 + sum(extra) + n_angles)  # (B, n, K)
+
+
+def leaf_params(config: DeadLeavesConfig, u: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Leaf parameters (B, n, ...) from their uniforms (B, n, K) (elementwise per leaf)."""
+    B, n = u.shape[:2]
+    res, shapes, dev = config.resolution, config.shapes, u.device
+    has = {k: k in shapes for k in SHAPE_KINDS}
+    n_angles = 4 if has["triangle"] or has["quadrilateral"] else 0
+    extra = [len(shapes) > 1, has["oriented_square"], has["rectangle"]]
     u_radius = u[..., 0]
     # int(U(0, res)) and int(U * 255) (levels 0..254) as the reference; the clamps catch float32
     # rounding of the largest uniforms up to res or 255
     centre = (u[..., 1:3] * res).floor().clamp_(max=res - 1).to(torch.int64)
     colour = (u[..., 3:6] * 255).floor().clamp_(max=254) / 255.0
     col = 6
-    kind_ids = torch.tensor([SHAPE_KINDS.index(k) for k in shapes], device=dev)
+    kind_ids = _const(tuple(SHAPE_KINDS.index(k) for k in shapes), torch.int64, dev)
     if extra[0]:  # each leaf's kind uniform among the configured kinds
         pick = (u[..., col] * len(shapes)).floor().long().clamp_(max=len(shapes) - 1)
         kind, col = kind_ids[pick], col + 1
@@ -178,8 +209,8 @@ def leaf_geometry(p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     hx = torch.where(is_rect, rect_hx, half)
     hy = torch.where(is_rect, rect_hy, half)
     # oriented square: the integer corners rotated by theta
-    sx = torch.tensor([-1.0, 1.0, 1.0, -1.0], device=r.device)
-    sy = torch.tensor([-1.0, -1.0, 1.0, 1.0], device=r.device)
+    sx = _const((-1.0, 1.0, 1.0, -1.0), torch.float32, r.device)
+    sy = _const((-1.0, -1.0, 1.0, 1.0), torch.float32, r.device)
     c, s = torch.cos(p["theta"])[..., None], torch.sin(p["theta"])[..., None]
     ox, oy = half[..., None] * sx, half[..., None] * sy
     sq_vx, sq_vy = ox * c - oy * s, ox * s + oy * c
@@ -436,8 +467,39 @@ class DeadLeaves(Generator):
                 colours[rows, start:stop] = params["colour"]
             return params
 
+        if self._fused(indices.device):  # CUDA: one Triton rasteriser per chunk, same ids
+            from noisevision.generators import dead_leaves_triton as dlt
+
+            indices = as_index_tensor(indices, indices.device)  # checked once, not per block
+
+            def leaves_for(rows: torch.Tensor, start: int, stop: int) -> dict[str, torch.Tensor]:
+                # every image of the batch (rows is all of them): the uniforms of the chunk's
+                # 256-leaf blocks, then the per-leaf arithmetic once (elementwise: the same
+                # values as block by block, position-independent on CUDA), fewer launches
+                lo = start % LEAF_BLOCK
+                u = torch.cat([leaf_uniforms(cfg, indices, seed, b, checked=True)
+                               for b in range(start // LEAF_BLOCK, (stop - 1) // LEAF_BLOCK + 1)],
+                              1)[:, lo:lo + stop - start]
+                params = leaf_params(cfg, u)
+                if colours is not None:
+                    colours[:, start:stop] = params["colour"]
+                return params
+
+            return dlt.render_leaf_ids_fused(leaves_for, indices.numel(), cfg.resolution,
+                                             cfg.max_leaves,
+                                             max(cfg.chunk_leaves, dlt.FUSED_CHUNK),
+                                             indices.device)
         return render_leaf_ids(leaves_for, indices.numel(), cfg.resolution, cfg.max_leaves,
                                cfg.chunk_leaves, indices.device)
+
+    def _fused(self, device: torch.device) -> bool:
+        """Whether leaf_ids runs the fused Triton rasteriser (dead_leaves_triton): on CUDA with
+        triton, unless NOISEVISION_TRITON=0. Tests force it on CPU under the interpreter."""
+        if device.type != "cuda":
+            return False
+        from noisevision.generators import dead_leaves_triton as dlt
+
+        return dlt.available(device)
 
     def render(self, indices: torch.Tensor, seed: int) -> torch.Tensor:
         B, res = indices.numel(), self.config.resolution
