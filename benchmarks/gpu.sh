@@ -53,5 +53,42 @@ want statistical && step 60 statistical python3 benchmarks/bench_statistical.py 
 want pretrain && step 60 pretrain python3 benchmarks/bench_pretrain.py --device cuda --moco \
     --steps 10
 
+# Issue 17 (one call measures the baseline and this tree on the same warm machine): with a
+# baseline package at $BASE (default .base/src, made here by
+#   mkdir -p .base && git archive ba2bfe7 src | tar -x -C .base
+# with /.base/ in .git/info/exclude and `.base` carried to the device), each "both" step runs
+# first on the baseline (log NAME_base), then on ./src (log NAME_new).
+#   bash benchmarks/gpu.sh check17 deadleaves17 stylegan17 statistical17 overlap17 profile17
+BASE=${BASE:-.base/src}
+both() {  # both SECONDS NAME command...
+    local t=$1 name=$2
+    shift 2
+    if [ -d "$BASE" ]; then
+        step "$t" "${name}_base" env PYTHONPATH="$PWD/$BASE" "$@"
+    fi
+    step "$t" "${name}_new" "$@"
+}
+want check17 && step 200 check17 python3 benchmarks/gpu_check.py
+want deadleaves17 && both 60 deadleaves17 python3 benchmarks/bench_dead_leaves.py --device cuda \
+    --batch-size 512 --resolutions 128 --images 8192
+want deadleaves17 && step 60 deadleaves17_256_new python3 benchmarks/bench_dead_leaves.py \
+    --device cuda --batch-size 256 --resolutions 256 --images 4096
+want stylegan17 && both 60 stylegan17 python3 benchmarks/bench_stylegan.py --device cuda \
+    --resolution 256 --n 8192 --batch-sizes 400 --max-seconds 5 --variants stylegan_random
+want statistical17 && both 60 statistical17 python3 benchmarks/bench_statistical.py \
+    --device cuda --batch 512 --images 4096 --resolution 128 \
+    --names stat_spectrum stat_wmm stat_spectrum_color_wmm
+want overlap17 && both 90 overlap17_small python3 benchmarks/bench_overlap.py --recipe small \
+    --data stylegan_oriented --steps 15
+want overlap17 && both 120 overlap17_moco python3 benchmarks/bench_overlap.py --recipe moco \
+    --data dead_leaves_shapes --steps 12
+want profile17 && step 45 profile17_deadleaves python3 benchmarks/profile_generator.py \
+    dead_leaves_shapes --device cuda --resolution 128 --batch 512
+want profile17 && step 45 profile17_statistical python3 benchmarks/profile_generator.py \
+    stat_spectrum_color_wmm --device cuda --resolution 128 --batch 512 --rows 30
+
 echo "== summary"
-grep -h "img/s\|images/s\|FAIL\|all GPU checks\|Error\|^ok   dataset" "$OUT"/*.log 2>/dev/null | cut -c1-220
+for f in "$OUT"/*.log; do
+    grep -H "img/s\|images/s\|FAIL\|all GPU checks\|Error\|^ok   dataset\|GiB\|TFLOP" "$f" \
+        2>/dev/null | sed "s|^$OUT/||" | cut -c1-230
+done

@@ -1,6 +1,7 @@
 """Correctness of every generator on a CUDA GPU, against itself and against the CPU.
 
     python benchmarks/gpu_check.py            # needs a CUDA GPU; prints one line per check
+    python benchmarks/gpu_check.py cuda 'dead_leaves*' stylegan_random   # only these
 
 CI has no GPU, so this is the GPU half of the generator contract, run by `benchmarks/gpu.sh` on
 a lent device: for each registered generator at its contract size, the GPU images are finite and
@@ -13,6 +14,7 @@ reference path on the GPU. Exits 1 if any check fails.
 
 from __future__ import annotations
 
+import fnmatch
 import sys
 
 import torch
@@ -39,13 +41,40 @@ def stats(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float, float]:
     return float(d.mean()), float(d.max()), float((d > 1 / 255).float().mean())
 
 
+def check_dead_leaves_fused(dev: str) -> None:
+    """Dead leaves' fused Triton rasteriser (the CUDA default) against the torch renderer on the
+    same GPU (NOISEVISION_TRITON=0's path): the same leaf maps, N and images, bit for bit."""
+    from noisevision.generators.dead_leaves import DeadLeaves
+
+    fused = DeadLeaves._fused
+    for name in ("dead_leaves_squares", "dead_leaves_oriented", "dead_leaves_shapes"):
+        for res, batch in ((128, 64), (256, 16)):
+            gen = create_generator(name, resolution=res)
+            idx = torch.arange(1000, 1000 + batch, device=dev)
+            ids_b, n_b = gen.leaf_ids(idx, 7)
+            img_b = gen.render(idx, 7)
+            DeadLeaves._fused = lambda self, device: False
+            try:
+                ids_a, n_a = gen.leaf_ids(idx, 7)
+                img_a = gen.render(idx, 7)
+            finally:
+                DeadLeaves._fused = fused
+            same = (torch.equal(ids_a, ids_b) and torch.equal(n_a, n_b)
+                    and torch.equal(img_a, img_b))
+            diff = int((ids_a != ids_b).sum())
+            report(name, f"fused = torch, {res} px", same,
+                   f"{diff} pixels differ; N {n_b[:4].tolist()}; cap hit {int((n_b < 0).sum())}")
+
+
 def main() -> int:
     dev = sys.argv[1] if len(sys.argv) > 1 else "cuda"  # "cpu" only dry-runs this script
     assert dev != "cuda" or torch.cuda.is_available(), "needs a CUDA GPU"
     torch.backends.cuda.matmul.allow_tf32 = False  # compare in plain fp32 arithmetic
     torch.backends.cudnn.allow_tf32 = False
     n = 8
-    for name in list_generators():
+    patterns = sys.argv[2:] or ["*"]
+    names = [m for m in list_generators() if any(fnmatch.fnmatch(m, p) for p in patterns)]
+    for name in names:
         # StyleGAN in float32 for the device comparisons ("auto" is bfloat16 for Random on a
         # bf16 CPU); the default is compared with the reference path below
         pin = {"compute_dtype": "float32"} if name.startswith("stylegan") else {}
@@ -88,6 +117,8 @@ def main() -> int:
             d = create_generator(name, **overrides(name)).generate(range(n), seed=3, device=dev)
             m, mx, frac = stats(d.cpu(), r)  # the default compute_dtype (bfloat16 bounds)
             report(name, "default vs reference", m < 0.015, f"mean {m:.2e} max {mx:.2e}")
+    if any(m.startswith("dead_leaves") for m in names) and dev == "cuda":
+        check_dead_leaves_fused(dev)
     # ImageRandom on CUDA runs as Triton kernels (rng_triton): the same bits as the CPU code
     from noisevision.rng import ImageRandom
 
