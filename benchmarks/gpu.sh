@@ -20,10 +20,11 @@ step() {  # step SECONDS NAME command...
     local t=$1 name=$2
     shift 2
     echo "== $name: $*"
+    local t0=$SECONDS
     timeout "$t" "$@" >"$OUT/$name.log" 2>&1
     local rc=$?
-    tail -n 40 "$OUT/$name.log"
-    echo "== $name rc $rc"
+    tail -n ${TAIL:-40} "$OUT/$name.log"
+    echo "== $name rc $rc ($((SECONDS - t0)) s)" | tee -a "$OUT/$name.log"
 }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$OUT/gpu.txt"
@@ -79,9 +80,9 @@ want statistical17 && both 60 statistical17 python3 benchmarks/bench_statistical
     --device cuda --batch 512 --images 4096 --resolution 128 \
     --names stat_spectrum stat_wmm stat_spectrum_color_wmm
 want overlap17 && both 90 overlap17_small python3 benchmarks/bench_overlap.py --recipe small \
-    --data stylegan_oriented --steps 15
+    --data stylegan_oriented --steps 10 --warmup 2
 want overlap17 && both 120 overlap17_moco python3 benchmarks/bench_overlap.py --recipe moco \
-    --data dead_leaves_shapes --steps 12
+    --data dead_leaves_shapes --steps 8 --warmup 2
 want profile17 && step 45 profile17_deadleaves python3 benchmarks/profile_generator.py \
     dead_leaves_shapes --device cuda --resolution 128 --batch 512
 want profile17 && step 45 profile17_statistical python3 benchmarks/profile_generator.py \
