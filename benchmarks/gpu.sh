@@ -90,6 +90,6 @@ want profile17 && step 45 profile17_statistical python3 benchmarks/profile_gener
 
 echo "== summary"
 for f in "$OUT"/*.log; do
-    grep -H "img/s\|images/s\|FAIL\|all GPU checks\|Error\|^ok   dataset\|GiB\|TFLOP" "$f" \
+    grep -H "img/s\|images/s\|FAIL\|all GPU checks\|Error\|^ok   dataset\|GiB\|TFLOP\|^== .* rc " "$f" \
         2>/dev/null | sed "s|^$OUT/||" | cut -c1-230
 done
