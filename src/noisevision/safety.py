@@ -58,7 +58,7 @@ def _check_output(path: str | os.PathLike, flag: str, want_dir: bool) -> Path:
         if not want_dir and path.is_dir():
             raise UsageError(f"{flag} {str(path)!r} is a folder (allowed: a file name, e.g. "
                              "sheet.png)")
-    base, missing = _nearest_existing(path if want_dir or path.exists() else path.parent)
+    base, missing = _nearest_existing(path if want_dir else path.parent)
     for name in missing:
         if len(name.encode()) > NAME_MAX:
             raise UsageError(f"{flag} {str(path)!r}: the name {name[:20]!r}... is longer than "

@@ -80,11 +80,9 @@ def _pooled(size: int) -> int:
 
 
 def _load_foreign(path: Path, device: torch.device | str) -> tuple[nn.Module, dict]:
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001  (any unpickling failure: not a usable file)
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        raise UsageError(f"cannot read encoder file {path}: {reason}") from None
+    from noisevision.ssl.checkpoint import load_torch_file
+
+    payload = load_torch_file(path, "encoder file")
     state = _strip(_state_dict_of(payload, path))
     arch, kwargs = detect_arch(state)
     model = build_encoder(arch, **kwargs)

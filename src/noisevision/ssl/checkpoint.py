@@ -83,9 +83,11 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return save_torch_file(path, {"format": CHECKPOINT_FORMAT, **state})
 
 
-def _why_unloadable(exc: BaseException) -> str:
+def _why_unloadable(exc: BaseException, data: bytes = b"") -> str:
     """A whole-sentence reason for a torch.load failure (never a cut message)."""
     text = str(exc)
+    if data and not data.startswith((b"PK\x03\x04", b"\x80")):
+        return "it is not a torch file (neither a torch zip archive nor a pickle)"
     if isinstance(exc, pickle.UnpicklingError) and "weights_only" in text.lower() \
             or "Weights only load failed" in text:
         return ("it holds Python objects that safe loading refuses (only tensors and plain "
@@ -114,7 +116,7 @@ def load_torch_file(path: Path, what: str) -> Any:
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001  (any unpickling failure means a refused file)
-        raise UsageError(f"{what} {str(path)!r} was refused: {_why_unloadable(exc)}") from None
+        raise UsageError(f"{what} {str(path)!r} was refused: {_why_unloadable(exc, data)}") from None
     if isinstance(obj, dict) and DIGEST_KEY in obj:
         stored = obj.pop(DIGEST_KEY)
         if stored != content_digest(obj):

@@ -295,7 +295,9 @@ def _prepare_run_folder(config: PretrainConfig, resume: bool,
         stored = _stored_config(run) if resume else None
         if stored is not None:
             given = {k: getattr(config, k) for k in explicit if getattr(config, k) is not None}
-            config = PretrainConfig(**{**stored, **given})
+            stored = {k: v for k, v in stored.items() if k not in ("out", "stop_after")}
+            config = PretrainConfig(**{**stored, **given, "out": config.out,
+                                       "stop_after": config.stop_after})
         elif resume and "data" not in explicit:
             raise UsageError(f"run folder {str(run)!r} has no readable config.json and no "
                              "checkpoint: give --data (and the other flags) to start it again")
@@ -403,7 +405,7 @@ def _train(config: PretrainConfig, resume: bool, info: ddp.DistInfo,
     run = Path(cfg.out)
     if state is not None:  # the device, output and test switches are the caller's
         cfg = dataclasses.replace(cfg, out=config.out, stop_after=config.stop_after)
-    if note and info.is_main and not config.quiet:
+    if note and info.is_main:
         print(f"noisevision: {note}", file=sys.stderr)
     check(cfg.batch_size % info.world_size == 0, f"batch_size {cfg.batch_size} must be a "
           f"multiple of the number of processes ({info.world_size})")
