@@ -278,13 +278,14 @@ def _write_threads(generator: Generator, job: _Job, batches: Iterator[list[int]]
             raise
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Make this worker process end when its parent does, even after a kill -9 of the parent.
 
     Linux: the kernel sends SIGKILL on the parent's death (PR_SET_PDEATHSIG). Everywhere: a
     watchdog thread exits when the parent's pid changes (the worker was re-parented).
+    `parent` is the pid the parent passed: a parent killed while this process was still
+    starting is noticed too.
     """
-    parent = os.getppid()
     try:
         import ctypes
         import signal
@@ -305,9 +306,9 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, daemon=True, name="noisevision-parent-watch").start()
 
 
-def _worker(desc: dict, job: _Job, tasks, results) -> None:
+def _worker(desc: dict, job: _Job, tasks, results, parent: int) -> None:
     """A CPU rendering process: one intra-op thread, whole batches rendered and written."""
-    _die_with_parent()
+    _die_with_parent(parent)
     torch.set_num_threads(1)
     try:
         generator = generator_from_description(desc)
@@ -335,7 +336,8 @@ def _write_processes(generator: Generator, job: _Job, batches: Iterator[list[int
     ctx = mp.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
     desc = generator.describe()
-    procs = [ctx.Process(target=_worker, args=(desc, job, tasks, results), daemon=True)
+    procs = [ctx.Process(target=_worker, args=(desc, job, tasks, results, os.getpid()),
+                         daemon=True)
              for _ in range(nworkers)]
     for p in procs:
         p.start()
