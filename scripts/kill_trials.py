@@ -44,7 +44,8 @@ def descendants(pid: int) -> list[int]:
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
-                stats[int(d)] = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                text = Path(f"/proc/{d}/stat").read_text()
+                stats[int(d)] = int(text.rsplit(")", 1)[1].split()[1])
             except OSError:
                 pass
     while frontier:
