@@ -116,7 +116,8 @@ def load_torch_file(path: Path, what: str) -> Any:
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001  (any unpickling failure: a refused file)
-        raise UsageError(f"{what} {str(path)!r} was refused: {_why_unloadable(exc, data)}") from None
+        why = _why_unloadable(exc, data)
+        raise UsageError(f"{what} {str(path)!r} was refused: {why}") from None
     if isinstance(obj, dict) and DIGEST_KEY in obj:
         stored = obj.pop(DIGEST_KEY)
         if stored != content_digest(obj):
