@@ -70,7 +70,7 @@ def main() -> int:
         failed += compile_variants(
             f"dead leaves raster write_first={write_first}", dead_leaves_triton._raster_kernel,
             {"tab_ptr": "*fp32", "old_ptr": "*i32", "new_ptr": "*i32", "first_ptr": "*i32",
-             "flag_ptr": "*i32", "limit_ptr": "*i32"}, ["n_leaves", "first_leaf", "res"],
+             "flag_ptr": "*i32", "limit_ptr": "*i32"}, ["stride", "n_leaves", "first_leaf", "res"],
             {"ROWS": 8, "BLOCK_X": 128, "NFIELDS": dead_leaves_triton.NF,
              "WRITE_FIRST": write_first}, {"num_warps": 4, "enable_fp_fusion": False})
     print(f"{failed} variants failed" if failed else "all kernels compile for sm_90")

@@ -472,25 +472,41 @@ class DeadLeaves(Generator):
 
             indices = as_index_tensor(indices, indices.device)  # checked once, not per block
 
-            def leaves_for(rows: torch.Tensor, start: int, stop: int) -> dict[str, torch.Tensor]:
-                # every image of the batch (rows is all of them): the uniforms of the chunk's
-                # 256-leaf blocks, then the per-leaf arithmetic once (elementwise: the same
-                # values as block by block, position-independent on CUDA), fewer launches
+            tables = self._chunk_tables()
+
+            def chunk_table(start: int, stop: int) -> torch.Tensor:
+                # every image of the batch: the uniforms of the chunk's 256-leaf blocks, then
+                # the per-leaf arithmetic once for all of them (elementwise: the same values as
+                # block by block, position-independent on CUDA; one CUDA graph there)
                 lo = start % LEAF_BLOCK
                 u = torch.cat([leaf_uniforms(cfg, indices, seed, b, checked=True)
                                for b in range(start // LEAF_BLOCK, (stop - 1) // LEAF_BLOCK + 1)],
-                              1)[:, lo:lo + stop - start]
-                params = leaf_params(cfg, u)
+                              1)
+                table, colour = tables(u)
                 if colours is not None:
-                    colours[:, start:stop] = params["colour"]
-                return params
+                    colours[:, start:stop] = colour[:, lo:lo + stop - start]
+                return table if lo == 0 else table[:, lo:].contiguous()
 
-            return dlt.render_leaf_ids_fused(leaves_for, indices.numel(), cfg.resolution,
+            return dlt.render_leaf_ids_fused(chunk_table, indices.numel(), cfg.resolution,
                                              cfg.max_leaves,
                                              max(cfg.chunk_leaves, dlt.FUSED_CHUNK),
                                              indices.device)
         return render_leaf_ids(leaves_for, indices.numel(), cfg.resolution, cfg.max_leaves,
                                cfg.chunk_leaves, indices.device)
+
+    def _chunk_tables(self):
+        """u (B, L, K) -> (leaf_table (B, L, NF), colours (B, L, 3)), as a CUDA graph on CUDA."""
+        if getattr(self, "_tables", None) is None:
+            from noisevision.generators import dead_leaves_triton as dlt
+
+            cfg = self.config
+
+            def tables(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                params = leaf_params(cfg, u)
+                return dlt.leaf_table(leaf_geometry(params), cfg.resolution), params["colour"]
+
+            self._tables = dlt.GraphedFunction(tables)
+        return self._tables
 
     def _fused(self, device: torch.device) -> bool:
         """Whether leaf_ids runs the fused Triton rasteriser (dead_leaves_triton): on CUDA with

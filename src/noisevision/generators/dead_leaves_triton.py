@@ -29,6 +29,7 @@ still uncovered) to stop.
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 
@@ -60,9 +61,11 @@ def available(device: torch.device) -> bool:
 
 if triton is not None:
 
-    @triton.jit
-    def _raster_kernel(tab_ptr, n_leaves, first_leaf, old_ptr, new_ptr, first_ptr, flag_ptr,
-                       limit_ptr, res, ROWS: tl.constexpr, BLOCK_X: tl.constexpr,
+    # n_leaves and first_leaf change from chunk to chunk (the last chunk is shorter): not
+    # specialised, so one compiled kernel serves every chunk (a recompile costs about a second)
+    @triton.jit(do_not_specialize=["n_leaves", "first_leaf"])
+    def _raster_kernel(tab_ptr, stride, n_leaves, first_leaf, old_ptr, new_ptr, first_ptr,
+                       flag_ptr, limit_ptr, res, ROWS: tl.constexpr, BLOCK_X: tl.constexpr,
                        NFIELDS: tl.constexpr, WRITE_FIRST: tl.constexpr):
         b = tl.program_id(0)
         if tl.load(flag_ptr + b) != 0:
@@ -76,7 +79,7 @@ if triton is not None:
             last = tl.load(old_ptr + pix, mask=inside, other=-1)
             first = tl.full((ROWS, BLOCK_X), 2147483647, tl.int32)
             limit = tl.load(limit_ptr + b)
-            base = tab_ptr + b.to(tl.int64) * n_leaves * NFIELDS
+            base = tab_ptr + b.to(tl.int64) * stride * NFIELDS
             for j in range(0, n_leaves):
                 leaf = base + j * NFIELDS
                 top = tl.load(leaf + 1)
@@ -132,24 +135,26 @@ def leaf_table(g: dict[str, torch.Tensor], res: int) -> torch.Tensor:
                       (g["vx"].amax(-1) + _POLY_TOL)[..., None]], -1).contiguous()
 
 
-def _launch(table, start, old, new, first, flag, limit, res, write_first):
-    batch, n_leaves = table.shape[:2]
+def _launch(table, n_leaves, start, old, new, first, flag, limit, res, write_first):
+    batch, stride = table.shape[:2]
     block_x = triton.next_power_of_2(res)
     rows = max(1, min(triton.next_power_of_2(res), 1024 // block_x))
     grid = (batch, triton.cdiv(res, rows))
     kwargs = {} if table.device.type == "cpu" else {"enable_fp_fusion": False}
-    _raster_kernel[grid](table, n_leaves, start, old, new, first, flag, limit, res, ROWS=rows,
+    _raster_kernel[grid](table, stride, n_leaves, start, old, new, first, flag, limit, res,
+                         ROWS=rows,
                          BLOCK_X=block_x, NFIELDS=NF, WRITE_FIRST=write_first, num_warps=4,
                          **kwargs)
 
 
-def render_leaf_ids_fused(leaves_for, batch: int, res: int, max_leaves: int, chunk: int,
+def render_leaf_ids_fused(chunk_table, batch: int, res: int, max_leaves: int, chunk: int,
                           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """dead_leaves.render_leaf_ids with the fused rasteriser: the same (ids, N) bit for bit.
 
-    `leaves_for(rows, start, stop)` is always called with every row of the batch.
+    `chunk_table(start, stop)` returns the `leaf_table` (B, L, NF) of leaves [start, stop) of
+    every image of the batch, contiguous, L >= stop - start (rows past stop - start unused).
     """
-    from noisevision.generators.dead_leaves import _NO_LEAF, leaf_geometry
+    from noisevision.generators.dead_leaves import _NO_LEAF
 
     hw = res * res
     last = torch.full((batch, hw), _NO_LEAF, dtype=torch.int32, device=device)
@@ -159,11 +164,11 @@ def render_leaf_ids_fused(leaves_for, batch: int, res: int, max_leaves: int, chu
     done_at = torch.full((batch,), -1, dtype=torch.int64, device=device)
     active = torch.ones(batch, dtype=torch.int32, device=device)
     no_limit = torch.full((batch,), _BIG, dtype=torch.int32, device=device)
-    rows = torch.arange(batch, device=device)
     for start in range(0, max_leaves, chunk):
         stop = min(start + chunk, max_leaves)
-        table = leaf_table(leaf_geometry(leaves_for(rows, start, stop)), res)
-        _launch(table, start, last, new, first, active, no_limit, res, True)
+        table = chunk_table(start, stop)
+        n = stop - start
+        _launch(table, n, start, last, new, first, active, no_limit, res, True)
         act = active.bool()
         new = torch.where(act[:, None], new, last)
         full = act & (new >= 0).all(1)
@@ -171,10 +176,59 @@ def render_leaf_ids_fused(leaves_for, batch: int, res: int, max_leaves: int, chu
         # uncovered before it (all of them are covered in the chunk)
         n_cov = torch.where(last < 0, first, _NO_LEAF).amax(1)
         limit = torch.where(full, n_cov, -1).to(torch.int32)
-        _launch(table, start, last, repaint, first, full.to(torch.int32), limit, res, False)
+        _launch(table, n, start, last, repaint, first, full.to(torch.int32), limit, res, False)
         last, new = torch.where(full[:, None], repaint, new), last
         done_at = torch.where(full, n_cov.long(), done_at)
         active = (act & ~full).to(torch.int32)
         if not bool(active.any()):
             break
     return last.view(batch, res, res), done_at
+
+
+class GraphedFunction:
+    """fn(u) -> tuple of tensors, replayed as a CUDA graph per input shape (CUDA only).
+
+    The chunk's per-leaf arithmetic (leaf_params, leaf_geometry, leaf_table: about 170 small
+    kernels on a (B, 1024, K) tensor of uniforms) is captured once and replayed with one launch:
+    the same kernels on the same shapes, so the same numbers as run eagerly. The outputs are
+    static tensors, overwritten by the next replay (the caller uses them before that, in stream
+    order). NOISEVISION_CUDA_GRAPHS=0, or a capture that fails, runs fn eagerly.
+    """
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+        self.graphs: dict = {}
+
+    def __call__(self, u: torch.Tensor):
+        if u.device.type != "cuda" or os.environ.get("NOISEVISION_CUDA_GRAPHS", "1") == "0":
+            return self.fn(u)
+        key = (tuple(u.shape), u.dtype, str(u.device))
+        if key not in self.graphs:
+            self.graphs[key] = self._capture(u)
+        entry = self.graphs[key]
+        if entry is None:
+            return self.fn(u)
+        graph, static_u, out = entry
+        static_u.copy_(u)
+        graph.replay()
+        return out
+
+    def _capture(self, u: torch.Tensor):
+        try:
+            static_u = u.clone()
+            side = torch.cuda.Stream(device=u.device)
+            side.wait_stream(torch.cuda.current_stream(u.device))
+            with torch.cuda.stream(side):  # warm-up: lazy initialisations happen outside
+                for _ in range(2):
+                    self.fn(static_u)
+            torch.cuda.current_stream(u.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            # thread_local: another thread (a training loop beside a prefetching producer) may
+            # use CUDA while this one captures
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                out = self.fn(static_u)
+            return graph, static_u, out
+        except Exception as exc:  # noqa: BLE001 - an op that cannot be captured: run eagerly
+            warnings.warn(f"dead leaves: CUDA graph capture failed, running eagerly ({exc})",
+                          stacklevel=2)
+            return None

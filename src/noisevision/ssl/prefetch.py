@@ -91,8 +91,7 @@ class _CudaStreams:
 
     @contextlib.contextmanager
     def enter(self):
-        torch.cuda.set_device(self.dev)
-        with torch.cuda.stream(self.side):
+        with torch.cuda.device(self.dev), torch.cuda.stream(self.side):
             self.side.wait_event(self.start)
             yield
 
