@@ -193,7 +193,8 @@ def render_samples(out: Path, b: DemoBudget, device: torch.device, seed: int, lo
             done[name] = {"sheet": f"samples/{name}.png",
                           "seconds": round(time.perf_counter() - t0, 2)}
         except Exception as exc:  # noqa: BLE001  (a demo shows every family it can)
-            done[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+            first = " ".join(str(exc).split())
+            done[name] = {"error": f"{type(exc).__name__}: {first}"}
         log(f"samples {name}: {done[name].get('sheet') or done[name]['error']}")
     return done
 

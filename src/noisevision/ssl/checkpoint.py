@@ -87,16 +87,16 @@ def _why_unloadable(exc: BaseException, data: bytes = b"") -> str:
     """A whole-sentence reason for a torch.load failure (never a cut message)."""
     text = str(exc)
     if data and not data.startswith((b"PK\x03\x04", b"\x80")):
-        return "it is not a torch file (neither a torch zip archive nor a pickle)"
+        return "it is corrupt or not a torch file (neither a torch zip archive nor a pickle)"
     if isinstance(exc, pickle.UnpicklingError) and "weights_only" in text.lower() \
             or "Weights only load failed" in text:
-        return ("it holds Python objects that safe loading refuses (only tensors and plain "
-                "data are allowed; noisevision never unpickles code)")
+        return ("it was refused: it holds Python objects that safe loading refuses (only "
+                "tensors and plain data are allowed; noisevision never unpickles code)")
     if isinstance(exc, (EOFError, zipfile.BadZipFile)) or "zip archive" in text \
             or "central directory" in text or "PytorchStreamReader" in text:
-        return "it is truncated or damaged (not a complete torch zip archive)"
+        return "it is corrupt: truncated or damaged (not a complete torch zip archive)"
     if isinstance(exc, pickle.UnpicklingError) or "pickle" in text.lower():
-        return "its pickled data is damaged"
+        return "it is corrupt: its pickled data is damaged"
     first = (text.strip().splitlines() or [type(exc).__name__])[0]
     if len(first) > 160:  # shorten at a word boundary, never mid-word
         first = first[:160].rsplit(" ", 1)[0] + " ..."
@@ -117,7 +117,7 @@ def load_torch_file(path: Path, what: str) -> Any:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001  (any unpickling failure: a refused file)
         why = _why_unloadable(exc, data)
-        raise UsageError(f"{what} {str(path)!r} was refused: {why}") from None
+        raise UsageError(f"cannot read {what} {str(path)!r}: {why}") from None
     if isinstance(obj, dict) and DIGEST_KEY in obj:
         stored = obj.pop(DIGEST_KEY)
         if stored != content_digest(obj):

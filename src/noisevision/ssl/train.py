@@ -427,6 +427,9 @@ def _train(config: PretrainConfig, resume: bool, info: ddp.DistInfo,
           "is cut from: allowed --crop <= " + ("--pre-resize" if cfg.pre_resize else
                                                "--resolution (or the folder's image side)"))
     _check_cache_memory(source, cfg, dev, info.world_size)
+    check(cfg.generator_mode != "continuous" or source.images * cfg.epochs <= 2**40,
+          f"--continuous draws --images x --epochs = {source.images * cfg.epochs:,} fresh indices, "
+          "more than the 2**40 of the index space: lower --images or --epochs")
     aug_cfg = (small_augment(cfg.crop, cfg.pre_resize) if cfg.recipe == "small"
                else moco_augment(cfg.crop))
     augment = TwoViewAugment(aug_cfg, cfg.seed)
