@@ -66,6 +66,25 @@ def check_dead_leaves_fused(dev: str) -> None:
                    f"{diff} pixels differ; N {n_b[:4].tolist()}; cap hit {int((n_b < 0).sum())}")
 
 
+def check_triton_off(names: list[str], dev: str, n: int) -> None:
+    """The Triton paths (RNG, histogram matching, dead leaves) against NOISEVISION_TRITON=0's
+    torch code on the same GPU, at the contract size: the same images bit for bit."""
+    import os
+
+    for name in names:
+        gen = create_generator(name, **overrides(name))
+        on = gen.generate(range(n), seed=3, device=dev, batch_size=n).cpu()
+        os.environ["NOISEVISION_TRITON"] = "0"
+        try:  # a new instance: nothing cached (textured dead leaves keep a texture pool)
+            gen = create_generator(name, **overrides(name))
+            off = gen.generate(range(n), seed=3, device=dev, batch_size=n).cpu()
+        finally:
+            del os.environ["NOISEVISION_TRITON"]
+        m, mx, frac = stats(on, off)
+        report(name, "triton = torch on cuda", mx == 0.0,
+               f"mean {m:.2e} max {mx:.2e} >1/255: {frac:.4f}")
+
+
 def main() -> int:
     dev = sys.argv[1] if len(sys.argv) > 1 else "cuda"  # "cpu" only dry-runs this script
     assert dev != "cuda" or torch.cuda.is_available(), "needs a CUDA GPU"
@@ -119,6 +138,9 @@ def main() -> int:
             report(name, "default vs reference", m < 0.015, f"mean {m:.2e} max {mx:.2e}")
     if any(m.startswith("dead_leaves") for m in names) and dev == "cuda":
         check_dead_leaves_fused(dev)
+    if dev == "cuda":
+        check_triton_off([m for m in names if m.startswith("stat_") or m.endswith("textured")],
+                         dev, n)
     # ImageRandom on CUDA runs as Triton kernels (rng_triton): the same bits as the CPU code
     from noisevision.rng import ImageRandom
 

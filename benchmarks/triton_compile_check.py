@@ -19,7 +19,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from noisevision import rng_triton
-from noisevision.generators import dead_leaves_triton, stylegan_triton
+from noisevision.generators import dead_leaves_triton, histmatch_triton, stylegan_triton
 
 TARGET = GPUTarget("cuda", 90, 32)
 
@@ -73,6 +73,17 @@ def main() -> int:
              "flag_ptr": "*i32", "limit_ptr": "*i32"}, ["stride", "n_leaves", "first_leaf", "res"],
             {"ROWS": 8, "BLOCK_X": 128, "NFIELDS": dead_leaves_triton.NF,
              "WRITE_FIRST": write_first}, {"num_warps": 4, "enable_fp_fusion": False})
+    hm_opts = {"num_warps": 4, "enable_fp_fusion": False}
+    for nb in (512, 1024):
+        failed += compile_variants(
+            f"histmatch row histograms NB={nb}", histmatch_triton._row_hist_kernel,
+            {"x_ptr": "*fp32", "a_ptr": "*fp32", "inv_ptr": "*fp32", "counts_ptr": "*i32"},
+            ["n", "bins"], {"BLOCK": 1024, "NB": nb, "EMULATE": False}, hm_opts)
+    failed += compile_variants(
+        "histmatch apply", histmatch_triton._apply_kernel,
+        {"x_ptr": "*fp32", "out_ptr": "*fp32", "a_ptr": "*fp32", "inv_ptr": "*fp32",
+         "lut_ptr": "*fp32", "slope_ptr": "*fp32"}, ["n", "bins"],
+        {"BLOCK": 1024, "EMULATE": False}, hm_opts)
     print(f"{failed} variants failed" if failed else "all kernels compile for sm_90")
     return 1 if failed else 0
 

@@ -5,6 +5,9 @@
 - Dead leaves' fused Triton rasteriser runs under the Triton interpreter (TRITON_INTERPRET=1,
   set before triton is imported, hence a subprocess) on CPU tensors, forced on with
   `DeadLeaves._fused`, and must give the torch renderer's leaf maps and images bit for bit.
+- Histogram matching's Triton kernels (histmatch_triton), forced with histmatch.FORCE_TRITON,
+  must give the torch code's values bit for bit (their two fused multiply-adds emulated in
+  float64 under the interpreter, whose own fma rounds twice).
 """
 
 from __future__ import annotations
@@ -103,3 +106,47 @@ def test_fused_dead_leaves_equal_the_torch_renderer_bit_for_bit(dead_leaves_fuse
         assert r.get("position", True), case
     capped = dead_leaves_fused["dead_leaves_shapes/24/256/{'max_leaves': 300}"]
     assert -1 in capped["n"] and capped["uncovered"] > 0  # the cap case does what it says
+
+
+# ---- histogram matching: the Triton kernels (histmatch_triton) under the interpreter ------------
+
+HISTMATCH_CODE = r"""
+import json
+import torch
+torch.set_num_threads(1)
+from noisevision import create_generator
+from noisevision.generators import histmatch as hm
+
+out = {}
+g = torch.Generator().manual_seed(0)
+# rows x values x bins: partial blocks, one value past a block, few bins, 801 (WMM), 1000
+for rows, n, bins in [(3, 1000, 256), (5, 4097, 801), (2, 100, 7), (4, 3000, 1000)]:
+    x = torch.randn(rows, n, generator=g) * 3
+    x[0, :50] = x[0, 50]  # ties (equal values, a flat CDF step)
+    t = hm.equal_bin_histogram(torch.randn(rows, 500, generator=g) ** 3, bins)
+    hm.FORCE_TRITON = False
+    a = hm.match_histograms(x, t)
+    hm.FORCE_TRITON = True
+    b = hm.match_histograms(x, t)
+    out[f"match {rows}x{n}/{bins}"] = torch.equal(a, b)
+for name in ("stat_spectrum_color_wmm", "stat_wmm"):
+    gen = create_generator(name, resolution=32)
+    hm.FORCE_TRITON = False
+    a = gen.render(torch.tensor([3, 9]), 1)
+    hm.FORCE_TRITON = True
+    b = gen.render(torch.tensor([3, 9]), 1)
+    out[name] = torch.equal(a, b)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+def test_triton_histogram_matching_equals_the_torch_code_bit_for_bit():
+    """Row histograms in registers and the table lookup (the CUDA path) give the torch code's
+    values exactly: matched rows, and whole statistical-model images at 32 px."""
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=SRC)
+    proc = subprocess.run([sys.executable, "-c", HISTMATCH_CODE], capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result and all(result.values()), result

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from noisevision.device import triton_wanted
+
 
 @dataclass
 class TargetHistogram:
@@ -86,6 +88,29 @@ def _inverse_cdf(edges: torch.Tensor, cdf: torch.Tensor, q: torch.Tensor) -> tor
     return e0 + t * (e1 - e0)
 
 
+FORCE_TRITON = False  # tests: the Triton path on CPU tensors (under TRITON_INTERPRET=1)
+
+
+def _use_triton(x: torch.Tensor, bins: int) -> bool:
+    """The Triton kernels for x: on CUDA (unless NOISEVISION_TRITON=0) in float32, up to
+    histmatch_triton.MAX_BINS bins."""
+    if x.dtype != torch.float32 or not (FORCE_TRITON or triton_wanted(x.device)):
+        return False
+    from noisevision.generators import histmatch_triton as ht
+
+    return ht.triton is not None and bins <= ht.MAX_BINS
+
+
+def _tables(counts: torch.Tensor, n: int, t_edges: torch.Tensor, t_cdf: torch.Tensor,
+            dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lookup table (target value at each source bin edge) and its slopes, (G, bins + 1)."""
+    s_cdf = torch.cumsum(counts.double(), dim=1) / n
+    s_cdf = torch.cat([torch.zeros_like(s_cdf[:, :1]), s_cdf], dim=1)  # (G, bins + 1)
+    lut = _inverse_cdf(t_edges, t_cdf, s_cdf).to(dtype)  # target value at each source edge
+    slope = torch.cat([lut[:, 1:] - lut[:, :-1], torch.zeros_like(lut[:, :1])], dim=1)
+    return lut, slope
+
+
 def match_histograms(x: torch.Tensor, target: TargetHistogram,
                      target_table: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Histogram-match every row of x (G, n) to the matching row of `target`; returns x's dtype.
@@ -95,11 +120,16 @@ def match_histograms(x: torch.Tensor, target: TargetHistogram,
     g, n = x.shape
     bins = target.counts.shape[1]
     t_edges, t_cdf = target_table if target_table is not None else target.cdf_table()
+    if _use_triton(x, bins):  # CUDA: the per-value passes as two kernels (histmatch_triton)
+        from noisevision.generators import histmatch_triton as ht
+
+        x = x.contiguous()
+        _, _, a, inv = ht.bin_affine(x, bins)
+        counts = ht.row_histograms(x, a, inv, bins)
+        lut, slope = _tables(counts, n, t_edges, t_cdf, x.dtype)
+        return ht.apply_tables(x, a, inv, lut, slope)
     _, _, frac, flat = _bin_positions(x, bins)
-    s_cdf = torch.cumsum(_row_bincount(flat, g, bins).double(), dim=1) / n
-    s_cdf = torch.cat([torch.zeros_like(s_cdf[:, :1]), s_cdf], dim=1)  # (G, bins + 1)
-    lut = _inverse_cdf(t_edges, t_cdf, s_cdf).to(x.dtype)  # target value at each source edge
-    slope = torch.cat([lut[:, 1:] - lut[:, :-1], torch.zeros_like(lut[:, :1])], dim=1)
+    lut, slope = _tables(_row_bincount(flat, g, bins), n, t_edges, t_cdf, x.dtype)
     index = flat.reshape(-1)
     low = lut.reshape(-1).index_select(0, index).view(g, n)  # value at the bin's lower edge
     return low.addcmul_(slope.reshape(-1).index_select(0, index).view(g, n), frac)
