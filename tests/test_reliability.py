@@ -235,7 +235,7 @@ def images(tmp_path_factory):
 def test_run_killed_before_its_first_checkpoint_continues(images, tmp_path, capsys):
     ref = pretrain(_cfg(images, tmp_path / "ref"))
     run = tmp_path / "run"
-    pretrain(_cfg(images, run, stop_after=1))  # killed inside epoch 0: no checkpoint yet
+    pretrain(_cfg(images, run), stop_after=1)  # killed inside epoch 0: no checkpoint yet
     assert not (run / "checkpoint.pt").exists() and (run / "config.json").exists()
     (run / "checkpoint.pt.tmp").write_bytes(b"half a checkpoint")  # killed while saving
     args = ["pretrain", "--data", images, "--out", run, "--crop", "32", "--width", "0.125",
@@ -248,12 +248,12 @@ def test_run_killed_before_its_first_checkpoint_continues(images, tmp_path, caps
     assert not (run / "checkpoint.pt.tmp").exists()
     # --resume with only --out takes the stored config (a run that stopped before saving).
     run2 = tmp_path / "run2"
-    pretrain(_cfg(images, run2, stop_after=1))
+    pretrain(_cfg(images, run2), stop_after=1)
     rc, err = cli(capsys, "pretrain", "--out", run2, "--resume", "--quiet")
     assert rc == 0, err
     # A plain rerun of a folder holding only a started run also continues (from step 0).
     run3 = tmp_path / "run3"
-    pretrain(_cfg(images, run3, stop_after=1))
+    pretrain(_cfg(images, run3), stop_after=1)
     assert cli(capsys, *[a if a != run else run3 for a in args])[0] == 0
 
 

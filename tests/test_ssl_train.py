@@ -61,7 +61,7 @@ def _log(run):
 def test_resume_after_kill_is_bitwise_identical(images, tmp_path):
     full = pretrain(_cfg(images, tmp_path / "full", checkpoint_every=2))
     killed = tmp_path / "killed"
-    pretrain(_cfg(images, killed, checkpoint_every=2, stop_after=3))  # dies after step 3
+    pretrain(_cfg(images, killed, checkpoint_every=2), stop_after=3)  # dies after step 3
     ckpt = torch.load(killed / "checkpoint.pt", weights_only=True)
     assert (ckpt["epoch"], ckpt["step"]) == (0, 2)  # the last checkpoint before the kill
     pretrain(_cfg(images, killed, checkpoint_every=2), resume=True)

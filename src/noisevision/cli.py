@@ -286,63 +286,56 @@ def format_indices(indices: list[int], limit: int = 20) -> str:
 
 # --- pretrain -------------------------------------------------------------------------------
 
-# Flags of `pretrain` and the PretrainConfig field each sets (defaults: PretrainConfig's; every
-# flag's argparse default is None, so the flags a user gave are known and checked on --resume).
-_PRETRAIN_FIELDS = {"recipe": "recipe", "data": "data", "images": "images",
-                    "resolution": "image_size", "crop": "crop", "pre_resize": "pre_resize",
-                    "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "width": "width",
-                    "moco_queue": "moco_queue", "moco_bn": "moco_bn", "seed": "seed",
-                    "device": "device", "precision": "precision", "compile": "compile",
-                    "workers": "workers", "checkpoint_every": "checkpoint_every",
-                    "log_every": "log_every", "tensorboard": "tensorboard", "quiet": "quiet"}
+def _argtype(name: str):
+    from noisevision import argtypes
+
+    return {"count": count_int, "resolution": resolution_int, "positive": positive_int,
+            "positive_float": positive_float, "nonnegative_float": argtypes.nonnegative_float,
+            "seed": seed_int, "loader_workers": loader_workers_int}[name]
+
+
+def pretrain_flags() -> list[tuple[str, str]]:
+    """(flag, PretrainConfig field) for every config field that is a `pretrain` flag."""
+    import dataclasses
+
+    from noisevision.ssl.train import PretrainConfig
+
+    out = []
+    for f in dataclasses.fields(PretrainConfig):
+        flag = f.metadata.get("flag")
+        if flag != "" and "help" in f.metadata:
+            out.append((flag or "--" + f.name.replace("_", "-"), f.name))
+    return out
 
 
 def _add_pretrain(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--recipe", choices=("small", "moco"), default=None,
-                   help="small = SmallAlexNet + Alignment/Uniformity (default), moco = MoCo v2 "
-                        "ResNet-50")
-    p.add_argument("--data", default=None,
-                   help="SOURCE[:WEIGHT],... generator names and/or image folders (needed "
-                        "unless --resume finds the run's config)")
+    """The flags come from PretrainConfig: one default and one help text, shown here. Every
+    argparse default is None, so the flags a user gave are known (and checked on --resume)."""
+    import dataclasses
+
+    from noisevision.ssl.train import PretrainConfig
+
+    fields = {f.name: f for f in dataclasses.fields(PretrainConfig)}
     p.add_argument("--out", required=True, help="run folder")
+    from noisevision.ssl.train import RESUME_CHANGEABLE
+
     p.add_argument("--resume", action="store_true",
                    help="continue RUN/checkpoint.pt (or start a run that has none yet from step "
-                        "0); only --epochs, --device, --workers, --checkpoint-every, "
-                        "--log-every, --tensorboard, --compile and --quiet may change")
-    p.add_argument("--images", type=count_int, default=None,
-                   help="images per epoch (generators: index set size; default 105,000 small, "
-                        "1,300,000 moco; folders: their size)")
-    p.add_argument("--continuous", action="store_true",
-                   help="generators: fresh indices every epoch instead of a cached set")
-    p.add_argument("--resolution", type=resolution_int, default=None,
-                   help="source image side (default 128 small / 256 moco)")
-    p.add_argument("--crop", type=positive_int, default=None,
-                   help="crop side (64 small / 224 moco), at most the image side")
-    p.add_argument("--pre-resize", type=positive_int, default=None,
-                   help="small: resize to this side before cropping (paper text: 96)")
-    p.add_argument("--epochs", type=positive_int, default=None)
-    p.add_argument("--batch-size", type=positive_int, default=None, help="global batch")
-    p.add_argument("--lr", type=positive_float, default=None,
-                   help="default: recipe lr x batch / 256")
-    p.add_argument("--width", type=positive_float, default=None,
-                   help="small: SmallAlexNet channel multiplier (default 1 = reference)")
-    p.add_argument("--moco-queue", type=positive_int, default=None, help="default 65536")
-    p.add_argument("--moco-bn", choices=("shuffle", "sync", "none"), default=None,
-                   help="default shuffle")
-    p.add_argument("--seed", type=seed_int, default=None, help="default 0")
-    p.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
-                   help="default auto: bf16 on CUDA, fp32 on CPU")
-    p.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile the model")
-    p.add_argument("--workers", type=loader_workers_int, default=None,
-                   help="loader processes for folders (default 4)")
-    p.add_argument("--checkpoint-every", type=positive_int, default=None,
-                   help="steps between checkpoints (default: every epoch)")
-    p.add_argument("--log-every", type=positive_int, default=None, help="default 20")
-    p.add_argument("--tensorboard", action="store_true", default=None,
-                   help="also write TensorBoard logs")
-    p.add_argument("--quiet", action="store_true", default=None, help="no progress bar")
+                        "0); only " + ", ".join("--" + c.replace("_", "-")
+                                                for c in RESUME_CHANGEABLE) + " may change")
+    p.add_argument("--continuous", action="store_const", const="continuous",
+                   dest="generator_mode", help="same as --generator-mode continuous")
+    for flag, name in pretrain_flags():
+        f = fields[name]
+        kwargs = dict(f.metadata["argparse"])
+        if isinstance(kwargs.get("type"), str):
+            kwargs["type"] = _argtype(kwargs["type"])
+        help_text = f.metadata["help"]
+        if f.default not in (None, "") and kwargs.get("action") != "store_true":
+            help_text += f" (default: {f.default})"
+        if "action" not in kwargs and "choices" not in kwargs:
+            kwargs["metavar"] = flag[2:].upper().replace("-", "_")
+        p.add_argument(flag, dest=name, default=None, help=help_text, **kwargs)
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
@@ -350,14 +343,12 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     from noisevision.ssl.train import PretrainConfig, pretrain
 
     check_output_dir(args.out)
-    given = {field: getattr(args, flag) for flag, field in _PRETRAIN_FIELDS.items()
-             if getattr(args, flag) is not None}
-    if args.continuous:
-        given["generator_mode"] = "continuous"
+    given = {name: getattr(args, name) for _, name in pretrain_flags()
+             if getattr(args, name) is not None}
     if "data" not in given and not args.resume:
         raise UsageError("say what to train on: --data SOURCE[:WEIGHT],... (generator names "
                          "or image folders)")
-    cfg = PretrainConfig(**{"data": "", **given, "out": args.out})
+    cfg = PretrainConfig(**{**given, "out": args.out})
     run = pretrain(cfg, resume=args.resume, explicit=set(given))
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(f"{run}: encoder.pt written")

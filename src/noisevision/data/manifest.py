@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from noisevision.errors import UsageError
 
@@ -19,17 +16,6 @@ FORMAT_TAG = "noisevision-dataset-v1"
 # Fields that define the dataset's content; two runs agreeing on these may fill one folder.
 IDENTITY_FIELDS = ("generator", "config", "seed", "start", "count", "resolution", "format",
                    "jpeg_quality", "batch_size")
-
-
-def git_sha() -> str | None:
-    """The git commit of the noisevision source tree, when it is a checkout."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 @dataclass
@@ -63,10 +49,9 @@ class Manifest:
 
     @classmethod
     def create(cls, **kwargs: Any) -> Manifest:
-        import noisevision
+        from noisevision.provenance import git_sha, versions
 
-        versions = {"noisevision": noisevision.__version__, "torch": torch.__version__}
-        return cls(versions=versions, git_sha=git_sha(),
+        return cls(versions=versions(), git_sha=git_sha(),
                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"), **kwargs)
 
     def write(self, root: Path) -> None:

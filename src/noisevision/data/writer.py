@@ -37,12 +37,10 @@ from noisevision.data.manifest import MANIFEST, Manifest
 from noisevision.device import one_cpu_thread, resolve_device
 from noisevision.errors import UsageError
 from noisevision.generators.base import Generator, generator_from_description
+from noisevision.paper import DATASET_SCALES
 from noisevision.safety import check_fits
 
-SCALES = {  # the paper's dataset sizes (reference-implementation.md §1)
-    "small": {"n": 105_000, "resolution": 128},
-    "large": {"n": 1_300_000, "resolution": 256},
-}
+SCALES = DATASET_SCALES  # the paper's dataset sizes, `generate --scale small|large`
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,9 @@ import dataclasses
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,8 @@ import torch
 from torch import nn
 
 from noisevision.errors import UsageError, check
+from noisevision.paper import DATASET_SCALES
+from noisevision.provenance import provenance
 from noisevision.safety import check_fits
 from noisevision.ssl import ddp
 from noisevision.ssl.augment import TwoViewAugment, moco_augment, small_augment
@@ -43,6 +43,7 @@ from noisevision.ssl.checkpoint import load_checkpoint, save_checkpoint
 from noisevision.ssl.encoders import build_encoder, save_encoder
 from noisevision.ssl.losses import align_uniform_loss
 from noisevision.ssl.moco import MoCo
+from noisevision.ssl.prefetch import prefetch
 from noisevision.ssl.sources import (
     GENERATOR_MODES,
     DataSource,
@@ -56,50 +57,83 @@ RECIPES = ("small", "moco")
 # Per-recipe defaults for the fields left None in PretrainConfig (reference Sec. 8.1 / 8.3).
 RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "small": {"epochs": 200, "batch_size": 768, "lr_per_256": 0.12, "crop": 64,
-              "image_size": 128, "images": 105_000},
+              "image_size": DATASET_SCALES["small"]["resolution"],
+              "images": DATASET_SCALES["small"]["n"]},
     "moco": {"epochs": 200, "batch_size": 256, "lr_per_256": 0.03, "crop": 224,
-             "image_size": 256, "images": 1_300_000},
+             "image_size": DATASET_SCALES["large"]["resolution"],
+             "images": DATASET_SCALES["large"]["n"]},
 }
 SMALL_MILESTONES = (155 / 200, 170 / 200, 185 / 200)  # fractions of the run; x0.1 at each
 
 
+def _opt(default: Any, help: str, flag: str | None = None, **argparse_kwargs: Any) -> Any:
+    """A config field that is also a `pretrain` flag: one default and one help text.
+
+    `flag`: the option name ("--resolution"; default: the field name with dashes, "" for a
+    field without a flag); `argparse_kwargs`: type, choices or action for argparse.
+    """
+    return field(default=default, metadata={"help": help, "flag": flag,
+                                            "argparse": argparse_kwargs})
+
+
 @dataclass(frozen=True)
 class PretrainConfig:
-    data: str                          # SOURCE[:WEIGHT],... generator names and/or folders
-    out: str                           # run folder
-    recipe: str = "small"              # small | moco
-    images: int | None = None          # images per epoch (generators: the index set size);
-    #                                    None: 105,000 small / 1,300,000 moco, folders: their size
-    generator_mode: str = "cached"     # cached (fixed index set on device) | continuous
-    image_size: int | None = None      # source side px (None: 128 small / 256 moco / folder's)
-    epochs: int | None = None          # None: 200 (both recipes)
-    batch_size: int | None = None      # global batch (all ranks); None: 768 small / 256 moco
-    lr: float | None = None            # None: 0.12 (small) or 0.03 (moco) x batch / 256
-    momentum: float = 0.9              # SGD momentum (both recipes)
-    weight_decay: float = 1e-4         # both recipes
-    crop: int | None = None            # crop side px; None: 64 small / 224 moco
-    pre_resize: int | None = None      # small: resize to this first (paper text 96; ref. None)
-    width: float = 1.0                 # small: channel multiplier of SmallAlexNet (1 = ref.)
-    align_alpha: float = 2.0           # small: alignment exponent (ref. 2)
-    unif_t: float = 2.0                # small: uniformity temperature (ref. 2)
-    moco_dim: int = 128                # moco: embedding size
-    moco_queue: int = 65536            # moco: queue length K
-    moco_momentum: float = 0.999       # moco: key-encoder EMA momentum
-    moco_temperature: float = 0.2      # moco: InfoNCE temperature (MoCo v2)
-    moco_mlp: bool = True              # moco: 2-layer MLP head (MoCo v2)
-    moco_bn: str = "shuffle"           # moco: shuffle | sync | none
-    seed: int = 0                      # model init, data order and augmentation draws
-    device: str = "auto"
-    precision: str = "auto"            # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
-    channels_last: bool | None = None  # None: on for CUDA
-    compile: bool = False              # torch.compile the model
-    workers: int = 4                   # DataLoader workers for folders
-    render_batch: int | None = None    # generator render batch for the cached set
-    checkpoint_every: int | None = None  # steps between checkpoints; None: every epoch
-    log_every: int = 20                # steps between log lines (and non-finite checks)
-    tensorboard: bool = False          # also write TensorBoard events (needs `tensorboard`)
-    quiet: bool = False
-    stop_after: int | None = None      # tests: stop abruptly after this many steps (a "kill")
+    """Everything a pretraining run computes from. Fields with a help text are `pretrain` flags
+    (noisevision.cli builds the parser from them); None means the recipe's default."""
+
+    data: str = _opt("", "SOURCE[:WEIGHT],... generator names and/or image folders (needed "
+                     "unless --resume finds the run's config)")
+    out: str = _opt("", "run folder", flag="")
+    recipe: str = _opt("small", "small = SmallAlexNet + Alignment/Uniformity, moco = MoCo v2 "
+                       "ResNet-50", choices=("small", "moco"))
+    images: int | None = _opt(None, "images per epoch (generators: the index set size; "
+                              "default 105,000 small / 1,300,000 moco; folders: their size)",
+                              type="count")
+    generator_mode: str = _opt("cached", "generators: cached = a fixed index set rendered "
+                               "once; continuous = fresh indices every epoch",
+                               flag="--generator-mode", choices=("cached", "continuous"))
+    image_size: int | None = _opt(None, "source image side (default 128 small / 256 moco; "
+                                  "folders: their side)", flag="--resolution",
+                                  type="resolution")
+    epochs: int | None = _opt(None, "epochs (default 200)", type="positive")
+    batch_size: int | None = _opt(None, "global batch over all processes (default 768 small / "
+                                  "256 moco)", type="positive")
+    lr: float | None = _opt(None, "learning rate (default 0.12 small / 0.03 moco x batch / 256)",
+                            type="positive_float")
+    momentum: float = _opt(0.9, "SGD momentum", type="positive_float")
+    weight_decay: float = _opt(1e-4, "SGD weight decay", type="nonnegative_float")
+    crop: int | None = _opt(None, "crop side, at most the image side (default 64 small / 224 "
+                            "moco)", type="positive")
+    pre_resize: int | None = _opt(None, "small: resize to this side before cropping (paper "
+                                  "text: 96; reference: none)", type="positive")
+    width: float = _opt(1.0, "small: SmallAlexNet channel multiplier (1 = reference)",
+                        type="positive_float")
+    align_alpha: float = _opt(2.0, "small: alignment exponent", type="positive_float")
+    unif_t: float = _opt(2.0, "small: uniformity temperature", type="positive_float")
+    moco_dim: int = _opt(128, "moco: embedding size", type="positive")
+    moco_queue: int = _opt(65536, "moco: queue length K", type="positive")
+    moco_momentum: float = _opt(0.999, "moco: key-encoder EMA momentum",
+                                type="positive_float")
+    moco_temperature: float = _opt(0.2, "moco: InfoNCE temperature", type="positive_float")
+    moco_mlp: bool = _opt(True, "moco: 2-layer MLP head (MoCo v2)", flag="")
+    moco_bn: str = _opt("shuffle", "moco: batch-norm of the keys",
+                        choices=("shuffle", "sync", "none"))
+    seed: int = _opt(0, "model init, data order and augmentation draws", type="seed")
+    device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = _opt("auto", "auto = bf16 on CUDA, fp32 on CPU",
+                          choices=("auto", "fp32", "bf16"))
+    channels_last: bool | None = _opt(None, "channels-last activations (default: on for CUDA)",
+                                      flag="")
+    compile: bool = _opt(False, "torch.compile the model", action="store_true")
+    workers: int = _opt(4, "loader processes for folders", type="loader_workers")
+    render_batch: int | None = _opt(None, "generator render batch of the cached set", flag="")
+    checkpoint_every: int | None = _opt(None, "steps between checkpoints (default: every "
+                                        "epoch)", type="positive")
+    log_every: int = _opt(20, "steps between log lines (and non-finite checks)",
+                          type="positive")
+    tensorboard: bool = _opt(False, "also write TensorBoard logs (needs tensorboard)",
+                             action="store_true")
+    quiet: bool = _opt(False, "no progress bar", action="store_true")
 
     def __post_init__(self) -> None:
         check(self.recipe in RECIPES, f"unknown recipe {self.recipe!r} "
@@ -162,26 +196,19 @@ def build_model(cfg: PretrainConfig) -> nn.Module:
                     mlp=cfg.moco_mlp, bn=cfg.moco_bn, seed=cfg.seed)
 
 
-def _environment(device: torch.device, world: int) -> dict[str, Any]:
-    import noisevision
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        sha = None
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    return {"noisevision": noisevision.__version__, "torch": torch.__version__,
-            "python": platform.python_version(), "device": str(device), "device_name": name,
-            "world_size": world, "git_sha": sha}
-
-
 # Files a run folder may hold: all written by `pretrain` (``*.tmp`` by a killed save).
 RUN_FILES = ("config.json", "config.json.tmp", "log.jsonl", "log.jsonl.tmp", "checkpoint.pt",
              "checkpoint.pt.tmp", "encoder.pt", "encoder.pt.tmp", "tensorboard")
 # Fields that `--resume` may change: they do not change what the finished run computes, except
 # `epochs`, whose new value also stretches or shortens the learning-rate schedule.
 RESUME_CHANGEABLE = ("epochs", "device", "quiet", "workers", "checkpoint_every", "log_every",
-                     "tensorboard", "compile", "stop_after")
+                     "tensorboard", "compile")
+LEGACY_FIELDS = ("stop_after",)  # config keys of earlier versions, ignored when read
+
+
+def config_from_dict(d: dict) -> PretrainConfig:
+    """A PretrainConfig from stored JSON (TypeError for unknown fields)."""
+    return PretrainConfig(**{k: v for k, v in d.items() if k not in LEGACY_FIELDS})
 
 
 def _run_folder_state(run: Path) -> str:
@@ -209,8 +236,8 @@ def _stored_config(run: Path) -> dict | None:
     try:
         data = json.loads((run / "config.json").read_text())
         cfg = data["config"]
-        PretrainConfig(**cfg)
-        return cfg
+        config_from_dict(cfg)
+        return {k: v for k, v in cfg.items() if k not in LEGACY_FIELDS}
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -283,7 +310,7 @@ def _prepare_run_folder(config: PretrainConfig, resume: bool,
                              "continue it, or choose another --out")
         ckpt = load_checkpoint(run / "checkpoint.pt")
         try:
-            stored = PretrainConfig(**ckpt["config"])
+            stored = config_from_dict(ckpt["config"])
         except TypeError as exc:
             raise UsageError(f"checkpoint {str(run / 'checkpoint.pt')!r} holds a config this "
                              f"version cannot read ({exc})") from None
@@ -295,9 +322,8 @@ def _prepare_run_folder(config: PretrainConfig, resume: bool,
         stored = _stored_config(run) if resume else None
         if stored is not None:
             given = {k: getattr(config, k) for k in explicit if getattr(config, k) is not None}
-            stored = {k: v for k, v in stored.items() if k not in ("out", "stop_after")}
-            config = PretrainConfig(**{**stored, **given, "out": config.out,
-                                       "stop_after": config.stop_after})
+            stored = {k: v for k, v in stored.items() if k not in ("out", *LEGACY_FIELDS)}
+            config = PretrainConfig(**{**stored, **given, "out": config.out})
         elif resume and "data" not in explicit:
             raise UsageError(f"run folder {str(run)!r} has no readable config.json and no "
                              "checkpoint: give --data (and the other flags) to start it again")
@@ -379,16 +405,21 @@ class _Logger:
 
 
 def pretrain(config: PretrainConfig, *, resume: bool = False,
-             explicit: set[str] | None = None) -> Path:
+             explicit: set[str] | None = None, stop_after: int | None = None) -> Path:
     """Train as `config` says (or continue RUN/checkpoint.pt); returns the run folder.
 
     `explicit`: the config fields the user gave (the CLI passes its flags); on --resume these
     must agree with the run's stored config except RESUME_CHANGEABLE ones. None (library calls):
-    every field that differs from PretrainConfig's default counts as given.
+    every field that differs from PretrainConfig's default counts as given. `stop_after`: stop
+    abruptly after this many steps in all, as a kill would (for tests of resuming).
     """
     info = ddp.init_distributed(config.device)
     try:
-        return _train(config, resume, info, explicit)
+        trainer = _Trainer.set_up(config, resume, info, explicit)
+        while trainer.epoch < trainer.cfg.epochs:
+            if not trainer.run_epoch(stop_after):
+                return trainer.run  # simulated kill: nothing more is written
+        return trainer.finish()
     finally:
         ddp.shutdown_distributed()
 
@@ -399,173 +430,209 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _train(config: PretrainConfig, resume: bool, info: ddp.DistInfo,
-           explicit: set[str] | None = None) -> Path:
-    cfg, state, note = _prepare_run_folder(config, resume, explicit)
-    run = Path(cfg.out)
-    if state is not None:  # the device, output and test switches are the caller's
-        cfg = dataclasses.replace(cfg, out=config.out, stop_after=config.stop_after)
-    if note and info.is_main:
-        print(f"noisevision: {note}", file=sys.stderr)
-    check(cfg.batch_size % info.world_size == 0, f"batch_size {cfg.batch_size} must be a "
-          f"multiple of the number of processes ({info.world_size})")
-    check(cfg.recipe == "moco" or cfg.batch_size // info.world_size >= 2,
-          "batch_size per process must be >= 2 for the uniformity loss")
-    dev, local_batch = info.device, cfg.batch_size // info.world_size
-    progress = info.is_main and not cfg.quiet
+class _Trainer:
+    """One run: `set_up` checks everything and builds the parts, `run_epoch` trains one epoch
+    (logging, non-finite checks, checkpoints), `save` writes checkpoint.pt and encoder.pt."""
 
-    # ---- data and augmentation
-    source = DataSource(cfg.data, image_size=cfg.image_size, images=cfg.images, seed=cfg.seed,
-                        generator_mode=cfg.generator_mode, workers=cfg.workers,
-                        render_batch=cfg.render_batch)
-    steps_per_epoch = sum(n // info.world_size for n in source.shares) // local_batch
-    if steps_per_epoch < 1:
-        raise UsageError(f"an epoch of {source.images} images holds no full batch of "
-                         f"{cfg.batch_size} (lower --batch-size or raise --images)")
-    check(cfg.crop <= (cfg.pre_resize or cfg.image_size),
-          f"crop {cfg.crop} is larger than the {cfg.pre_resize or cfg.image_size} px image it "
-          "is cut from: allowed --crop <= " + ("--pre-resize" if cfg.pre_resize else
-                                               "--resolution (or the folder's image side)"))
-    _check_cache_memory(source, cfg, dev, info.world_size)
-    check(cfg.generator_mode != "continuous" or source.images * cfg.epochs <= 2**40,
-          f"--continuous draws --images x --epochs = {source.images * cfg.epochs:,} fresh indices, "
-          "more than the 2**40 of the index space: lower --images or --epochs")
-    aug_cfg = (small_augment(cfg.crop, cfg.pre_resize) if cfg.recipe == "small"
-               else moco_augment(cfg.crop))
-    augment = TwoViewAugment(aug_cfg, cfg.seed)
+    @classmethod
+    def set_up(cls, config: PretrainConfig, resume: bool, info: ddp.DistInfo,
+               explicit: set[str] | None) -> _Trainer:
+        self = cls()
+        cfg, state, note = _prepare_run_folder(config, resume, explicit)
+        self.cfg, self.info, self.run = cfg, info, Path(cfg.out)
+        if note and info.is_main:
+            print(f"noisevision: {note}", file=sys.stderr)
+        self._check_and_build(state)
+        self._write_run_folder(state)
+        return self
 
-    # ---- model, optimiser, precision
-    model = build_model(cfg).to(dev)
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and dev.type == "cuda")
-    channels_last = cfg.channels_last if cfg.channels_last is not None else dev.type == "cuda"
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
-    epoch, step = 0, 0
-    if state is not None:
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-        except (KeyError, ValueError, RuntimeError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise UsageError(f"checkpoint {str(run / 'checkpoint.pt')!r} does not fit the "
-                             f"model of its own config ({first})") from None
-        epoch, step = int(state["epoch"]), int(state["step"])
-        if not (0 <= epoch and 0 <= step <= steps_per_epoch):
-            raise UsageError(f"checkpoint {str(run / 'checkpoint.pt')!r} holds an impossible "
-                             f"position (epoch {epoch}, step {step})")
-    train_model: nn.Module = model
-    if info.distributed:
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    if cfg.compile:
-        train_model = torch.compile(train_model)
-    backbone = model if cfg.recipe == "small" else model.backbone
-    arch = "small_alexnet" if cfg.recipe == "small" else "resnet50"
+    # ---- set-up: every check runs before anything is written
+    def _check_and_build(self, state: dict | None) -> None:
+        cfg, info = self.cfg, self.info
+        check(cfg.batch_size % info.world_size == 0, f"batch_size {cfg.batch_size} must be a "
+              f"multiple of the number of processes ({info.world_size})")
+        check(cfg.recipe == "moco" or cfg.batch_size // info.world_size >= 2,
+              "batch_size per process must be >= 2 for the uniformity loss")
+        self.dev, self.local_batch = info.device, cfg.batch_size // info.world_size
+        self.progress = info.is_main and not cfg.quiet
+        self.source = source = DataSource(
+            cfg.data, image_size=cfg.image_size, images=cfg.images, seed=cfg.seed,
+            generator_mode=cfg.generator_mode, workers=cfg.workers,
+            render_batch=cfg.render_batch)
+        self.steps_per_epoch = (sum(n // info.world_size for n in source.shares)
+                                // self.local_batch)
+        if self.steps_per_epoch < 1:
+            raise UsageError(f"an epoch of {source.images} images holds no full batch of "
+                             f"{cfg.batch_size} (lower --batch-size or raise --images)")
+        side = cfg.pre_resize or cfg.image_size
+        check(cfg.crop <= side, f"crop {cfg.crop} is larger than the {side} px image it is cut "
+              "from: allowed --crop <= " + ("--pre-resize" if cfg.pre_resize
+                                            else "--resolution (or the folder's image side)"))
+        _check_cache_memory(source, cfg, self.dev, info.world_size)
+        check(cfg.generator_mode != "continuous" or source.images * cfg.epochs <= 2**40,
+              f"--continuous draws --images x --epochs = {source.images * cfg.epochs:,} "
+              "fresh indices, more than the 2**40 of the index space: lower --images or "
+              "--epochs")
+        self.aug_cfg = (small_augment(cfg.crop, cfg.pre_resize) if cfg.recipe == "small"
+                        else moco_augment(cfg.crop))
+        self.augment = TwoViewAugment(self.aug_cfg, cfg.seed)
+        self._build_model(state)
 
-    # ---- run folder (every check above ran before anything is written)
-    if info.is_main:
-        run.mkdir(parents=True, exist_ok=True)
-        if state is None:
-            _reset_started_run(run)
-        else:
-            _trim_log(run / "log.jsonl", epoch * steps_per_epoch + step)
-        _write_json(run / "config.json", {
-            "config": dataclasses.asdict(cfg), "augment": dataclasses.asdict(aug_cfg),
-            "data": None, "environment": _environment(dev, info.world_size)})
-    logger = _Logger(run, info.is_main, cfg.tensorboard)
-    source.prepare(dev, info.rank, info.world_size, progress)
-    if info.is_main:
-        cfg_json = json.loads((run / "config.json").read_text())
-        cfg_json["data"] = source.describe()
-        _write_json(run / "config.json", cfg_json)
+    def _build_model(self, state: dict | None) -> None:
+        cfg, dev = self.cfg, self.dev
+        model = build_model(cfg).to(dev)
+        self.use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto"
+                                                    and dev.type == "cuda")
+        self.channels_last = (cfg.channels_last if cfg.channels_last is not None
+                              else dev.type == "cuda")
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay)
+        self.epoch, self.step = 0, 0
+        if state is not None:
+            ckpt = str(self.run / "checkpoint.pt")
+            try:
+                model.load_state_dict(state["model"])
+                self.optimizer.load_state_dict(state["optimizer"])
+            except (KeyError, ValueError, RuntimeError) as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise UsageError(f"checkpoint {ckpt!r} does not fit the model of its own "
+                                 f"config ({first})") from None
+            self.epoch, self.step = int(state["epoch"]), int(state["step"])
+            if not (0 <= self.epoch and 0 <= self.step <= self.steps_per_epoch):
+                raise UsageError(f"checkpoint {ckpt!r} holds an impossible position (epoch "
+                                 f"{self.epoch}, step {self.step})")
+        self.model = model
+        self.train_model: nn.Module = model
+        if self.info.distributed:
+            self.train_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        if cfg.compile:
+            self.train_model = torch.compile(self.train_model)
+        self.backbone = model if cfg.recipe == "small" else model.backbone
+        self.arch = "small_alexnet" if cfg.recipe == "small" else "resnet50"
+        self.done = self.epoch * self.steps_per_epoch + self.step
+        self.last_good = (self.epoch, self.step) if state is not None else None
 
-    def save(next_epoch: int, next_step: int) -> None:
-        if not info.is_main:
-            return
-        meta = {"recipe": cfg.recipe, "data": cfg.data, "epochs": cfg.epochs,
-                "epochs_done": next_epoch + next_step / steps_per_epoch,
-                "images_per_epoch": source.images, "crop": cfg.crop, "seed": cfg.seed,
-                "feature_layer": getattr(backbone, "feature_layer", -1)}
-        save_checkpoint(run / "checkpoint.pt", {
-            "config": dataclasses.asdict(cfg), "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "epoch": next_epoch, "step": next_step,
-            "schedule": {"recipe": cfg.recipe, "base_lr": cfg.lr,
-                         "lr_next": learning_rate(cfg, next_epoch)}})
-        save_encoder(run / "encoder.pt", backbone, arch, meta)
+    def _write_run_folder(self, state: dict | None) -> None:
+        from tqdm import tqdm
 
-    # ---- the loop
-    from tqdm import tqdm
-    total_steps = cfg.epochs * steps_per_epoch
-    done = epoch * steps_per_epoch + step
-    bar = tqdm(total=total_steps * cfg.batch_size, initial=done * cfg.batch_size, unit="img",
-               unit_scale=True, disable=not progress, desc=f"pretrain {cfg.recipe}")
-    nonfinite = torch.zeros((), dtype=torch.bool, device=dev)
-    last_good = (epoch, step) if state is not None else None
-    t_log, n_log = time.perf_counter(), 0
-    autocast = (torch.autocast(dev.type, dtype=torch.bfloat16) if use_bf16
-                else contextlib.nullcontext())
-    train_model.train()
-    while epoch < cfg.epochs:
-        lr = learning_rate(cfg, epoch)
-        for group in optimizer.param_groups:
+        cfg, info, run = self.cfg, self.info, self.run
+        if info.is_main:
+            run.mkdir(parents=True, exist_ok=True)
+            if state is None:
+                _reset_started_run(run)
+            else:
+                _trim_log(run / "log.jsonl", self.done)
+            _write_json(run / "config.json", {
+                "config": dataclasses.asdict(cfg), "augment": dataclasses.asdict(self.aug_cfg),
+                "data": None, "environment": provenance(self.dev, info.world_size)})
+        self.logger = _Logger(run, info.is_main, cfg.tensorboard)
+        self.source.prepare(self.dev, info.rank, info.world_size, self.progress)
+        if info.is_main:
+            cfg_json = json.loads((run / "config.json").read_text())
+            cfg_json["data"] = self.source.describe()
+            _write_json(run / "config.json", cfg_json)
+        total = cfg.epochs * self.steps_per_epoch * cfg.batch_size
+        self.bar = tqdm(total=total, initial=self.done * cfg.batch_size, unit="img",
+                        unit_scale=True, disable=not self.progress,
+                        desc=f"pretrain {cfg.recipe}")
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.dev)
+        self.autocast = (torch.autocast(self.dev.type, dtype=torch.bfloat16) if self.use_bf16
+                         else contextlib.nullcontext())
+
+    # ---- one epoch
+    def _loss(self, images: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        cfg, b = self.cfg, self.local_batch
+        self.augment.reseed(_seed_for(cfg.seed, "augment", self.info.rank, self.epoch,
+                                      self.step))
+        v1, v2 = self.augment(images)                                # (b, 3, crop, crop) x 2
+        if self.channels_last:
+            v1 = v1.contiguous(memory_format=torch.channels_last)
+            v2 = v2.contiguous(memory_format=torch.channels_last)
+        with self.autocast:
+            if cfg.recipe == "small":
+                z = self.train_model(torch.cat([v1, v2]))            # (2b, 128) unit rows
+                return align_uniform_loss(z[:b], z[b:], alpha=cfg.align_alpha, t=cfg.unif_t)
+            self.model.shuffle_generator.manual_seed(_seed_for(cfg.seed, "shuffle", self.done))
+            loss, _ = self.train_model(v1, v2)
+            return loss, {}
+
+    def run_epoch(self, stop_after: int | None = None) -> bool:
+        """Train the rest of the current epoch; False when `stop_after` steps were reached."""
+        cfg = self.cfg
+        lr = learning_rate(cfg, self.epoch)
+        for group in self.optimizer.param_groups:
             group["lr"] = lr
-        for images in source.epoch_batches(epoch, local_batch, start_step=step):
-            augment.reseed(_seed_for(cfg.seed, "augment", info.rank, epoch, step))
-            v1, v2 = augment(images)                                   # (b, 3, crop, crop) x 2
-            if channels_last:
-                v1 = v1.contiguous(memory_format=torch.channels_last)
-                v2 = v2.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                if cfg.recipe == "small":
-                    z = train_model(torch.cat([v1, v2]))               # (2b, 128) unit rows
-                    loss, parts = align_uniform_loss(z[:local_batch], z[local_batch:],
-                                                     alpha=cfg.align_alpha, t=cfg.unif_t)
-                else:
-                    model.shuffle_generator.manual_seed(_seed_for(cfg.seed, "shuffle", done))
-                    loss, _ = train_model(v1, v2)
-                    parts = {}
-            optimizer.zero_grad(set_to_none=True)
+        self.train_model.train()
+        t_log, n_log = time.perf_counter(), 0
+        for images in prefetch(self.source.epoch_batches(self.epoch, self.local_batch,
+                                                         start_step=self.step), self.dev):
+            loss, parts = self._loss(images)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
-            nonfinite |= ~torch.isfinite(loss.detach())
-            step, done, n_log = step + 1, done + 1, n_log + 1
-            bar.update(cfg.batch_size)
-            at_end = step == steps_per_epoch
-            ckpt_due = at_end or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
-            if done % cfg.log_every == 0 or ckpt_due:
-                if bool(ddp.all_reduce_mean(nonfinite.float()) > 0):
-                    bar.close()
-                    raise UsageError(_nonfinite_message(run, epoch, step, last_good))
-                rate = n_log * cfg.batch_size / max(time.perf_counter() - t_log, 1e-9)
-                rec = {"epoch": epoch, "step": step, "global_step": done, "lr": lr,
-                       "loss": float(ddp.all_reduce_mean(loss)), "images_per_s": rate}
-                rec.update({k: float(ddp.all_reduce_mean(v)) for k, v in parts.items()})
-                logger.write(rec)
-                bar.set_postfix(loss=f"{rec['loss']:.4f}")
+            self.optimizer.step()
+            self.nonfinite |= ~torch.isfinite(loss.detach())
+            self.step, self.done, n_log = self.step + 1, self.done + 1, n_log + 1
+            self.bar.update(cfg.batch_size)
+            at_end = self.step == self.steps_per_epoch
+            ckpt_due = at_end or (cfg.checkpoint_every and self.done % cfg.checkpoint_every == 0)
+            if self.done % cfg.log_every == 0 or ckpt_due:
+                self._log(loss, parts, lr, n_log / max(time.perf_counter() - t_log, 1e-9))
                 t_log, n_log = time.perf_counter(), 0
             if ckpt_due and not at_end:
-                save(epoch, step)
-                last_good = (epoch, step)
-            if cfg.stop_after is not None and done >= cfg.stop_after:
-                bar.close()
-                return run  # simulated kill: nothing more is written
-        epoch, step = epoch + 1, 0
-        save(epoch, 0)
-        last_good = (epoch, 0)
-        if dev.type == "cuda":
-            logger.write({"epoch_done": epoch, "peak_memory_gib":
-                          torch.cuda.max_memory_allocated(dev) / 2**30})
-    bar.close()
-    # Replica check: every rank's weights must be identical after DDP training.
-    with torch.no_grad():
-        local = torch.stack([p.double().sum() for p in model.parameters()]).sum()
-        sums = ddp.concat_all_gather(local.view(1).to(dev)).tolist()
-    logger.write({"finished": True, "epochs": cfg.epochs, "global_step": done,
-                  "param_checksums": sums})
-    if len(set(sums)) > 1:
-        raise RuntimeError(f"DDP replicas diverged: parameter checksums {sums}")
-    ddp.barrier()
-    return run
+                self.save(self.epoch, self.step)
+            if stop_after is not None and self.done >= stop_after:
+                self.bar.close()
+                return False
+        self.epoch, self.step = self.epoch + 1, 0
+        self.save(self.epoch, 0)
+        if self.dev.type == "cuda":
+            self.logger.write({"epoch_done": self.epoch, "peak_memory_gib":
+                               torch.cuda.max_memory_allocated(self.dev) / 2**30})
+        return True
+
+    def _log(self, loss: torch.Tensor, parts: dict, lr: float, steps_per_s: float) -> None:
+        if bool(ddp.all_reduce_mean(self.nonfinite.float()) > 0):
+            self.bar.close()
+            raise UsageError(_nonfinite_message(self.run, self.epoch, self.step,
+                                                self.last_good))
+        rec = {"epoch": self.epoch, "step": self.step, "global_step": self.done, "lr": lr,
+               "loss": float(ddp.all_reduce_mean(loss)),
+               "images_per_s": steps_per_s * self.cfg.batch_size}
+        rec.update({k: float(ddp.all_reduce_mean(v)) for k, v in parts.items()})
+        self.logger.write(rec)
+        self.bar.set_postfix(loss=f"{rec['loss']:.4f}")
+
+    # ---- save
+    def save(self, next_epoch: int, next_step: int) -> None:
+        """checkpoint.pt (everything to continue) and encoder.pt (the backbone), rank 0."""
+        self.last_good = (next_epoch, next_step)
+        if not self.info.is_main:
+            return
+        cfg = self.cfg
+        meta = {"recipe": cfg.recipe, "data": cfg.data, "epochs": cfg.epochs,
+                "epochs_done": next_epoch + next_step / self.steps_per_epoch,
+                "images_per_epoch": self.source.images, "crop": cfg.crop, "seed": cfg.seed,
+                "feature_layer": getattr(self.backbone, "feature_layer", -1)}
+        save_checkpoint(self.run / "checkpoint.pt", {
+            "config": dataclasses.asdict(cfg), "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "epoch": next_epoch, "step": next_step,
+            "schedule": {"recipe": cfg.recipe, "base_lr": cfg.lr,
+                         "lr_next": learning_rate(cfg, next_epoch)}})
+        save_encoder(self.run / "encoder.pt", self.backbone, self.arch, meta)
+
+    def finish(self) -> Path:
+        """Close the run: the replica check (every rank's weights identical under DDP)."""
+        self.bar.close()
+        with torch.no_grad():
+            local = torch.stack([p.double().sum() for p in self.model.parameters()]).sum()
+            sums = ddp.concat_all_gather(local.view(1).to(self.dev)).tolist()
+        self.logger.write({"finished": True, "epochs": self.cfg.epochs,
+                           "global_step": self.done, "param_checksums": sums})
+        if len(set(sums)) > 1:
+            raise RuntimeError(f"DDP replicas diverged: parameter checksums {sums}")
+        ddp.barrier()
+        return self.run
