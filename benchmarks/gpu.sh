@@ -59,7 +59,8 @@ want pretrain && step 60 pretrain python3 benchmarks/bench_pretrain.py --device 
 #   mkdir -p .base && git archive ba2bfe7 src | tar -x -C .base
 # with /.base/ in .git/info/exclude and `.base` carried to the device), each "both" step runs
 # first on the baseline (log NAME_base), then on ./src (log NAME_new).
-#   bash benchmarks/gpu.sh check17 deadleaves17 stylegan17 statistical17 overlap17 profile17
+#   bash benchmarks/gpu.sh deadleaves17 statistical17 stylegan17 overlap17 check17 profile17 \
+#       pretrain17
 BASE=${BASE:-.base/src}
 both() {  # both SECONDS NAME command...
     local t=$1 name=$2
@@ -69,24 +70,37 @@ both() {  # both SECONDS NAME command...
     fi
     step "$t" "${name}_new" "$@"
 }
-want check17 && step 200 check17 python3 benchmarks/gpu_check.py
 want deadleaves17 && both 60 deadleaves17 python3 benchmarks/bench_dead_leaves.py --device cuda \
     --batch-size 512 --resolutions 128 --images 8192
-want deadleaves17 && step 60 deadleaves17_256_new python3 benchmarks/bench_dead_leaves.py \
+want deadleaves17 && both 60 deadleaves17_256 python3 benchmarks/bench_dead_leaves.py \
     --device cuda --batch-size 256 --resolutions 256 --images 4096
-want stylegan17 && both 60 stylegan17 python3 benchmarks/bench_stylegan.py --device cuda \
-    --resolution 256 --n 8192 --batch-sizes 400 --max-seconds 5 --variants stylegan_random
 want statistical17 && both 60 statistical17 python3 benchmarks/bench_statistical.py \
     --device cuda --batch 512 --images 4096 --resolution 128 \
     --names stat_spectrum stat_wmm stat_spectrum_color_wmm
+want stylegan17 && both 60 stylegan17 python3 benchmarks/bench_stylegan.py --device cuda \
+    --resolution 256 --n 8192 --batch-sizes 400 --max-seconds 5 --variants stylegan_random
 want overlap17 && both 90 overlap17_small python3 benchmarks/bench_overlap.py --recipe small \
     --data stylegan_oriented --steps 10 --warmup 2
 want overlap17 && both 120 overlap17_moco python3 benchmarks/bench_overlap.py --recipe moco \
     --data dead_leaves_shapes --steps 8 --warmup 2
+want check17 && step 120 check17 python3 benchmarks/gpu_check.py
 want profile17 && step 45 profile17_deadleaves python3 benchmarks/profile_generator.py \
     dead_leaves_shapes --device cuda --resolution 128 --batch 512
 want profile17 && step 45 profile17_statistical python3 benchmarks/profile_generator.py \
     stat_spectrum_color_wmm --device cuda --resolution 128 --batch 512 --rows 30
+# the training loop itself with a generator on the fly (prefetched in ssl/train.py)
+pt17() {  # pt17 PREFETCH: a short small-recipe run on stylegan_oriented, rendered on the fly
+    rm -rf /tmp/pt17
+    NOISEVISION_PREFETCH=$1 python3 -m noisevision pretrain --data stylegan_oriented \
+        --continuous --images 15360 --epochs 1 --log-every 5 --out /tmp/pt17 --quiet
+    local rc=$?
+    grep -o '"step": [0-9]*\|"images_per_s": [0-9.]*' /tmp/pt17/log.jsonl | paste - - \
+        | sed 's/^/pretrain img\/s /'
+    return $rc
+}
+export -f pt17
+want pretrain17 && step 60 pretrain17_noprefetch bash -c 'pt17 0'
+want pretrain17 && step 60 pretrain17_prefetch bash -c 'pt17 1'
 
 echo "== summary"
 for f in "$OUT"/*.log; do

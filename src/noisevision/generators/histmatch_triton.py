@@ -92,8 +92,8 @@ def _options(x: torch.Tensor) -> dict:
 
 def bin_affine(x: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """lo, step (G,) as histmatch._bin_positions, and the per-row (a, inv) with pos = a + x inv."""
-    lo = x.amin(dim=1)
-    step = ((x.amax(dim=1) - lo) / bins).clamp_min(torch.finfo(x.dtype).tiny)
+    lo, hi = torch.aminmax(x, dim=1)  # one pass (the same values as amin and amax)
+    step = ((hi - lo) / bins).clamp_min(torch.finfo(x.dtype).tiny)
     inv = 1.0 / step
     return lo, step, (-lo) * inv, inv
 

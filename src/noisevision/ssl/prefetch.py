@@ -18,12 +18,13 @@ the step still reads it. On CPU (or with depth 0) the iterator is returned as it
 
 The producer thread ends when the iterator is exhausted, when it raises (the exception is
 re-raised in the consumer at that batch), or when the consumer stops early (the generator
-object is closed or garbage-collected).
+object is closed or garbage-collected). NOISEVISION_PREFETCH=0 turns it off.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -46,8 +47,8 @@ def prefetch(batches: Iterable, device: torch.device | str, depth: int = 2,
     `threaded=True` forces the producer thread on CPU too (tests: the same queue, order and
     error handling as on CUDA, without streams)."""
     dev = torch.device(device)
-    if threaded is None:
-        threaded = dev.type == "cuda"
+    if threaded is None:  # NOISEVISION_PREFETCH=0 switches it off (for comparison)
+        threaded = dev.type == "cuda" and os.environ.get("NOISEVISION_PREFETCH", "1") != "0"
     if not threaded or depth < 1:
         return iter(batches)
     streams = _CudaStreams(dev) if dev.type == "cuda" else _NoStreams()
