@@ -38,8 +38,18 @@ def reference(name: str):
 NAMES = list_generators()
 
 
-def test_some_generators_are_registered():
-    assert len(NAMES) >= 3
+PAPER_FAMILIES = {  # every family of the paper's Table 1 that the toolkit has built so far
+    "dead_leaves_squares", "dead_leaves_oriented", "dead_leaves_shapes", "dead_leaves_textured",
+    "stat_spectrum", "stat_wmm", "stat_spectrum_color", "stat_spectrum_color_wmm",
+    "stylegan_random", "stylegan_highfreq", "stylegan_sparse", "stylegan_oriented"}
+
+
+def test_the_papers_families_are_registered_with_descriptions():
+    from noisevision.generators.base import describe_generator
+
+    assert PAPER_FAMILIES <= set(NAMES), PAPER_FAMILIES - set(NAMES)
+    for name in NAMES:
+        assert len(describe_generator(name).split()) >= 3, name
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -106,11 +116,17 @@ def test_description_round_trips_through_json(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_default_batch_size_is_positive(name):
-    gen, _ = reference(name)
+def test_default_batch_size_renders_the_same_images(name):
+    """The default CPU batch (split into batches of it, and of 1) gives the reference images;
+    the CUDA default is a usable batch size too."""
+    gen, x = reference(name)
     for dev in ("cpu", "cuda"):
         bs = gen.default_batch_size(torch.device(dev))
-        assert isinstance(bs, int) and bs >= 1
+        assert isinstance(bs, int) and not isinstance(bs, bool) and 1 <= bs <= 65536, (dev, bs)
+    bs = gen.default_batch_size(torch.device("cpu"))
+    assert torch.equal(gen.generate(range(N_IMAGES), seed=SEED), x)  # default batch size
+    small = max(1, min(bs, N_IMAGES) // 2)  # a batch that splits the six images unevenly
+    assert torch.equal(gen.generate(range(N_IMAGES), seed=SEED, batch_size=small), x)
 
 
 @pytest.mark.parametrize("name", ["dead_leaves_squares", "stat_spectrum", "stylegan_random"])

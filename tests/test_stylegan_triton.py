@@ -199,6 +199,7 @@ print("OK")
 """
 
 
+@needs_triton
 def test_generators_through_the_fused_kernel_match_the_torch_paths():
     """The wavelet variants with the kernel wired in (as on CUDA) render the CPU images."""
     env = {**os.environ, "TRITON_INTERPRET": "1"}

@@ -30,6 +30,10 @@ class Registry:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = Entry(name, factory, description)
 
+    def unregister(self, name: str) -> None:
+        """Remove `name` (tests and plugins that register temporary entries)."""
+        self._entries.pop(name, None)
+
     def get(self, name: str) -> Entry:
         try:
             return self._entries[name]

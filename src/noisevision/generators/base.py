@@ -6,11 +6,23 @@ device whatever the batch size, the other members of the batch, or the order of 
 Families implement ``render(indices, seed)`` and draw every random number through
 :class:`noisevision.rng.ImageRandom` keyed by the image indices.
 
-Families register named presets, each only setting config fields (like timm's variant
-functions)::
+>>> from noisevision import create_generator
+>>> gen = create_generator("dead_leaves_squares", resolution=32)
+>>> images = gen.generate([0, 1, 2], seed=0)
+>>> tuple(images.shape), images.dtype
+((3, 3, 32, 32), torch.float32)
+>>> bool(images.equal(torch.cat([gen.generate([i], seed=0) for i in (0, 1, 2)])))
+True
 
-    register_generator("dead_leaves_squares", DeadLeaves, DeadLeavesConfig,
-                       "dead leaves, axis-aligned squares", shape="square")
+Families register named presets, each only setting config fields (like timm's variant
+functions); this is how dead_leaves.py registers one of its presets:
+
+>>> from noisevision.generators.dead_leaves import DeadLeaves
+>>> register_generator("doc_squares", DeadLeaves, "dead leaves, axis-aligned squares",
+...                    shapes=("square",))
+>>> create_generator("doc_squares", resolution=32).config.shapes
+('square',)
+>>> GENERATORS.unregister("doc_squares")
 """
 
 from __future__ import annotations

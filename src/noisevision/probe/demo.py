@@ -211,7 +211,7 @@ def family_data_spec(family: str) -> str:
 
 
 def pretrain_family(out: Path, family: str, b: DemoBudget, device: torch.device,
-                    seed: int) -> Path:
+                    seed: int, quiet: bool = True) -> Path:
     """The small recipe (Alignment + Uniformity, SmallAlexNet) at the budget's size."""
     from noisevision.ssl.train import PretrainConfig, pretrain
 
@@ -219,7 +219,7 @@ def pretrain_family(out: Path, family: str, b: DemoBudget, device: torch.device,
     cfg = PretrainConfig(data=data, out=str(out / "runs" / family), recipe="small",
                          images=b.images, image_size=b.image_size, epochs=b.epochs,
                          batch_size=b.batch_size, lr=b.lr, crop=b.crop, width=b.width,
-                         seed=seed, device=str(device), quiet=True, workers=0,
+                         seed=seed, device=str(device), quiet=quiet, workers=0,
                          channels_last=b.channels_last,
                          log_every=max(1, b.images // b.batch_size))
     return pretrain(cfg)
@@ -281,7 +281,8 @@ def _run(out, dev, name, b, seed, overwrite, quiet, t_start) -> Path:
     encoders, runs = {}, {}
     for fam in b.families:
         t0 = time.perf_counter()
-        run = pretrain_family(out, fam, b, dev, seed)
+        log(f"pretraining on {fam} ({b.epochs} epochs of {b.images} images)")
+        run = pretrain_family(out, fam, b, dev, seed, quiet=quiet)  # a live progress bar
         model, meta = load_probe_encoder(run, device=dev)
         encoders[f"noise: {fam}"] = model
         runs[fam] = {"run": str(run.relative_to(out)),
