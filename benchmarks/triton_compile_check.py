@@ -19,7 +19,12 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from noisevision import rng_triton
-from noisevision.generators import dead_leaves_triton, histmatch_triton, stylegan_triton
+from noisevision.generators import dead_leaves_triton, histmatch_triton
+
+try:  # the stylegan package layout, else the earlier flat module
+    from noisevision.generators.stylegan.paths import triton as stylegan_triton
+except ImportError:
+    from noisevision.generators import stylegan_triton
 
 TARGET = GPUTarget("cuda", 90, 32)
 

@@ -22,8 +22,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from noisevision.generators.stylegan_net import fold_weight
-from noisevision.generators.stylegan_winograd import upsample_weight
+try:  # the stylegan package layout, else the earlier flat modules
+    from noisevision.generators.stylegan.paths.fold import fold_weight
+    from noisevision.generators.stylegan.paths.winograd import upsample_weight
+except ImportError:
+    from noisevision.generators.stylegan_net import fold_weight
+    from noisevision.generators.stylegan_winograd import upsample_weight
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
