@@ -74,6 +74,9 @@ want deadleaves17 && both 60 deadleaves17 python3 benchmarks/bench_dead_leaves.p
     --batch-size 512 --resolutions 128 --images 8192
 want deadleaves17 && both 60 deadleaves17_256 python3 benchmarks/bench_dead_leaves.py \
     --device cuda --batch-size 256 --resolutions 256 --images 4096
+want deadleaves17 && step 60 deadleaves17_nograph_new env NOISEVISION_CUDA_GRAPHS=0 python3 \
+    benchmarks/bench_dead_leaves.py --device cuda --batch-size 512 --resolutions 128 \
+    --images 8192
 want statistical17 && both 60 statistical17 python3 benchmarks/bench_statistical.py \
     --device cuda --batch 512 --images 4096 --resolution 128 \
     --names stat_spectrum stat_wmm stat_spectrum_color_wmm
