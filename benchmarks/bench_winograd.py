@@ -1,4 +1,4 @@
-"""Winograd convolutions of StyleGAN-Random (stylegan_winograd.py): per layer and whole generator.
+"""Winograd convolutions of StyleGAN-Random (stylegan/paths/winograd.py): per layer and generator.
 
     python benchmarks/bench_winograd.py layers [--dtype bfloat16] [--reps 5]
     python benchmarks/bench_winograd.py generate --procs 2 [--rounds 4] [--n 16] [--batch 8]
@@ -6,7 +6,7 @@
 
 `layers`: one image through each 3x3 conv layer of the 128 px, width 1 network (1 thread, best
 of --reps), by every applicable method: "direct" (oneDNN conv2d; up layers: four parity convs,
-interleave, blur: stylegan_filters), "F(4,3)" (`winograd_conv`; up layers: four parity kernels
+interleave, blur: stylegan/filters.py), "F(4,3)" (`winograd_conv`; up layers: four parity kernels
 with the blur folded in), "up m" (`winograd_upsample` with F(m, 2) tiles, the generator's CPU
 default for up layers at >= 64 px).
 `generate`: images/s of `stylegan_random` at 128 px (the bench_stylegan.py measure: one network,
@@ -27,12 +27,12 @@ import time
 import torch
 import torch.nn.functional as F
 
-from noisevision.generators import stylegan_winograd as wg
-from noisevision.generators.stylegan_filters import (
+from noisevision.generators.stylegan.filters import (
     blur_after_transpose,
     conv_transpose_stride2,
     parity_kernels,
 )
+from noisevision.generators.stylegan.paths import winograd as wg
 
 # (name, c_in, c_out, input side, up) for the 128 px, width 1 network's 3x3 layers >= 16 px
 LAYERS = [("conv 256 @128", 256, 256, 128, False), ("up 512->256 @64", 512, 256, 64, True),

@@ -134,7 +134,8 @@ def test_fixed_shape_rendering_pads_short_batches(name, monkeypatch):
     """On CUDA every batch renders in its batch-size shape (GPU libraries pick kernels by size).
     Forced on CPU: a short batch is padded with its last index, every render call sees the full
     shape (also StyleGAN-Random's per-network split), and the images are unchanged."""
-    from noisevision.generators import base, stylegan
+    from noisevision.generators import base
+    from noisevision.generators.stylegan import generator as stylegan
 
     gen, x = reference(name)
     idx = [0, 1, 2] if name != "stylegan_random" else [0, 1, 2, 400, 401]  # two networks

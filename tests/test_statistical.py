@@ -171,8 +171,7 @@ def test_sorted_labels_are_exact_multinomial_counts():
     weights[:, 10:] *= torch.tensor([1, 1, 1, 0, 0])[:, None]  # images with 10 colours
     cum = weights.cumsum(1) / weights.sum(1, keepdim=True)
     labels = _sorted_labels(ImageRandom(3, idx, "c"), cum, 32)
-    from noisevision.generators.statistical import uniform_fields
-    u = uniform_fields(ImageRandom(3, idx, "c"), 16, 32 * 32)
+    u = ImageRandom(3, idx, "c").uniform_fields(16, 32 * 32)
     direct = torch.searchsorted(cum, u, right=True).clamp(max=21)
     for b in range(5):
         assert torch.equal(torch.bincount(labels[b], minlength=22),
@@ -237,11 +236,10 @@ def test_other_resolutions_that_the_pyramid_allows(res, scales):
 def test_whole_batch_path_equals_cpu_sub_batches():
     """GPUs render a whole batch in one render_from call; CPUs go CPU_SUBBATCH images at a
     time. Both paths must give the same images (checked here on CPU)."""
-    from noisevision.generators.statistical import uniform_fields
 
     gen = create_generator("stat_spectrum_color_wmm", resolution=32, iterations=3)
     idx = torch.arange(5)
     params = gen.sample_parameters(idx, SEED)
-    x = 256.0 * uniform_fields(ImageRandom(SEED, idx, "statistical/init"), 16, 3, 32, 32)
+    x = 256.0 * ImageRandom(SEED, idx, "statistical/init").uniform_fields(16, 3, 32, 32)
     whole = gen.render_from(x, params)
     assert torch.allclose(whole, gen.render(idx, SEED), atol=1e-5)

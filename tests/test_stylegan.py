@@ -11,8 +11,7 @@ import torch.nn.functional as F
 
 from noisevision.errors import ConfigError, UsageError
 from noisevision.generators import create_generator
-from noisevision.generators.stylegan import hash_words, uniform16
-from noisevision.generators.stylegan_filters import (
+from noisevision.generators.stylegan.filters import (
     blur_after_transpose,
     conv_transpose_stride2,
     lanczos_matrix,
@@ -20,7 +19,8 @@ from noisevision.generators.stylegan_filters import (
     pink_noise,
     wavelet_bank,
 )
-from noisevision.generators.stylegan_net import build_layers, channels, num_ws, relu_mix_table
+from noisevision.generators.stylegan.network import build_layers, channels, num_ws
+from noisevision.generators.stylegan.paths.tied import relu_mix_table
 from noisevision.rng import ImageRandom
 
 VARIANTS = ("stylegan_random", "stylegan_highfreq", "stylegan_sparse", "stylegan_oriented")
@@ -104,11 +104,11 @@ def test_fast_hash_equals_image_random_bits_and_advances_the_counter(indices):
     a = ImageRandom(2**40 + 17, torch.tensor(indices), "stylegan/test")
     b = ImageRandom(2**40 + 17, torch.tensor(indices), "stylegan/test")
     a.bits(5), b.bits(5)
-    assert torch.equal(hash_words(a, 1001), b.bits(1001))
+    assert torch.equal(a.fast_bits(1001), b.bits(1001))
     assert torch.equal(a.bits(7), b.bits(7))  # the counters moved by the same amount
     # uniform16 is two 16-bit halves of each word: high halves first, then low halves
     words = b.bits(4)
-    u = uniform16(a, 7)
+    u = a.uniform16(7)
     halves = torch.cat([words >> 16, words & 0xFFFF], 1)[:, :7].float()
     assert torch.equal(u, (halves + 0.5) / 65536.0)
 
@@ -118,7 +118,7 @@ def test_fast_hash_equals_image_random_bits_and_advances_the_counter(indices):
 def test_pink_noise_has_configured_amplitude_slope(alpha):
     n = 64
     rnd = ImageRandom(3, torch.arange(4), "test/pink")
-    maps = pink_noise(torch.full((4,), alpha), uniform16(rnd, n, n // 2 + 1), None)
+    maps = pink_noise(torch.full((4,), alpha), rnd.uniform16(n, n // 2 + 1), None)
     assert maps.shape == (4, n, n)
     assert torch.allclose(maps.std(dim=(1, 2), unbiased=False), torch.ones(4), atol=1e-4)
     assert maps.mean(dim=(1, 2)).abs().max() < 1e-5

@@ -1,4 +1,4 @@
-"""stylegan_triton's fused kernel against a float64 reference, run under the Triton interpreter.
+"""The fused Triton kernel (stylegan/paths/triton.py) against a float64 reference, interpreted.
 
 CI has no GPU: the kernel runs on CPU tensors with TRITON_INTERPRET=1, which must be set before
 triton is imported, hence one subprocess (shared by the tests through a fixture) that prints its
@@ -36,7 +36,7 @@ CASES = [
 CODE = r"""
 import json, sys
 import torch
-from noisevision.generators import stylegan_triton as st
+from noisevision.generators.stylegan.paths import triton as st
 
 cases = json.loads(sys.argv[1])
 res = {"available": st.available(torch.device("cpu")) and st.available("cpu"), "cases": []}
@@ -158,7 +158,7 @@ def test_misuse_raises_value_error(interpreted):
 
 @needs_triton
 def test_available(monkeypatch):
-    from noisevision.generators import stylegan_triton as st
+    from noisevision.generators.stylegan.paths import triton as st
 
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     assert st.available(torch.device("cuda")) and st.available("cuda:0")
@@ -170,7 +170,7 @@ def test_available(monkeypatch):
 def test_import_without_triton():
     code = ("import sys; sys.modules['triton'] = None\n"
             "import torch\n"
-            "from noisevision.generators import stylegan_triton as st\n"
+            "from noisevision.generators.stylegan.paths import triton as st\n"
             "assert st.triton is None and not st.available(torch.device('cuda'))\n"
             "try:\n"
             "    st.fused_relu_sums(torch.zeros(1, 4), None, torch.zeros(1, 2), None,"
@@ -185,13 +185,15 @@ def test_import_without_triton():
 
 GENERATOR_CODE = r"""
 import torch
-from noisevision.generators import create_generator, stylegan_net
+from noisevision.generators import create_generator
+from noisevision.generators.stylegan import plan
 for name in ("stylegan_highfreq", "stylegan_sparse", "stylegan_oriented"):
-    gen = create_generator(name, resolution=64, width=0.125)
-    want = gen.generate(range(2), seed=4)
-    stylegan_net._fused = lambda device: True  # the CUDA route, on CPU under the interpreter
+    want = create_generator(name, resolution=64, width=0.125).generate(range(2), seed=4)
+    plan._fused = lambda device: True  # the CUDA route, on CPU under the interpreter
+    gen = create_generator(name, resolution=64, width=0.125)  # plans are made per generator
+    assert gen.plan(torch.device("cpu")).fused
     got = gen.generate(range(2), seed=4)
-    stylegan_net._fused = lambda device: False
+    plan._fused = lambda device: False
     err = float((got - want).abs().max())
     assert err < 1e-4, (name, err)
     print(name, err)

@@ -4,7 +4,6 @@ direct convolutions, and the generator's images with and without them."""
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from noisevision.errors import ConfigError
-from noisevision.generators import create_generator, stylegan_winograd
-from noisevision.generators.stylegan_filters import blur_after_transpose, conv_transpose_stride2
-from noisevision.generators.stylegan_winograd import (
+from noisevision.generators import create_generator
+from noisevision.generators.stylegan.filters import blur_after_transpose, conv_transpose_stride2
+from noisevision.generators.stylegan.paths import winograd as stylegan_winograd
+from noisevision.generators.stylegan.paths.winograd import (
     cook_toom,
     plan,
     transform_up_weight,
@@ -134,54 +134,6 @@ def test_bfloat16_winograd_upsample_error_per_layer():
     assert up_tile(64) in (3, 4, 5) and up_tile(16) in (3, 4, 5)
 
 
-def test_large_outputs_are_reused_only_when_unreferenced(monkeypatch):
-    # outputs >= REUSE_BYTES are kept for the next call of the same shape, but never handed out
-    # while a result (or a view of it) is still alive, e.g. as the input of that next call
-    monkeypatch.setattr(stylegan_winograd, "REUSE_BYTES", 1)
-    monkeypatch.setattr(stylegan_winograd, "_OUTPUTS", threading.local())
-    gen = torch.Generator().manual_seed(4)
-    x = torch.randn(2, 2, 16, 8, 8, generator=gen)
-    w = torch.randn(16, 16, 3, 3, generator=gen)
-    p = plan("same", 4)
-    u, uu = transform_weight(w, p, torch.float32), transform_up_weight(w, torch.float32, 3)
-    up = winograd_upsample(x[0], uu)  # (2, 16, 16, 16), then convs of that shape
-    keep = up.clone()
-    y = winograd_conv(up, u, p)
-    assert torch.equal(up, keep) and torch.equal(y, winograd_conv(keep, u, p))
-    y2 = winograd_conv(y, u, p)
-    assert torch.equal(up, keep) and not torch.equal(y2, y)
-    for fn in (lambda t: winograd_conv(t, u, p), lambda t: winograd_upsample(t, uu)):
-        first = fn(x[0])
-        keep = first.clone()
-        view = first[1:]
-        del first
-        second = fn(x[1])
-        assert torch.equal(view, keep[1:])  # a view of the first result still holds it
-        ptrs = {second.untyped_storage().data_ptr(), view.untyped_storage().data_ptr()}
-        assert len(ptrs) == 2
-        del view, second
-        third = fn(x[0])  # nothing references the kept outputs: one reused, recomputed
-        assert torch.equal(third, keep)
-        if hasattr(torch._C, "_storage_Use_Count"):
-            assert third.untyped_storage().data_ptr() in ptrs
-    monkeypatch.setattr(stylegan_winograd, "KEEP_SHAPES", 1)
-    winograd_conv(x[0], u, p)
-    assert len(stylegan_winograd._OUTPUTS.by_shape) == 1  # the other shape was let go
-
-
-def test_kept_outputs_leave_the_generator_images_unchanged(monkeypatch):
-    # every output kept and reused (REUSE_BYTES 1): the same images as fresh outputs
-    idx = [0, 1, 2]
-    fresh = create_generator("stylegan_random", conv_algorithm="winograd",
-                             compute_dtype="float32", **SMALL).generate(idx, seed=7)
-    monkeypatch.setattr(stylegan_winograd, "REUSE_BYTES", 1)
-    monkeypatch.setattr(stylegan_winograd, "_OUTPUTS", threading.local())
-    wino = create_generator("stylegan_random", conv_algorithm="winograd", compute_dtype="float32",
-                            **SMALL)
-    for _ in range(2):  # the second batch reuses the first one's outputs
-        assert torch.equal(wino.generate(idx, seed=7), fresh)
-
-
 def test_random_generator_with_winograd_matches_direct():
     # (the reference-path comparison of test_stylegan.py runs "auto", i.e. Winograd, at 64 ch)
     idx = [0, 1, 2]
@@ -240,25 +192,27 @@ def test_fold_upsampling_equals_transposed_conv_and_blur():
 def test_channels_last_activations_match(monkeypatch):
     """The CUDA default keeps activations channels-last (ToRGB reads them through a view, the
     pixel shuffle keeps the layout); forced on CPU it gives the NCHW images to rounding."""
-    from noisevision.generators.stylegan import StyleGAN
+    import dataclasses
 
     direct = create_generator("stylegan_random", conv_algorithm="direct", compute_dtype="float32",
                               **SMALL)
     want = direct.generate(range(4), seed=6)
-    monkeypatch.setattr(StyleGAN, "_memory_format", lambda self, dev: torch.channels_last)
-    monkeypatch.setattr(StyleGAN, "_use_winograd", lambda self, layer, dev: False)
-    monkeypatch.setattr(StyleGAN, "_use_fold", lambda self, dev: True)
-    got = create_generator("stylegan_random", compute_dtype="float32", **SMALL).generate(
-        range(4), seed=6)
+    gen = create_generator("stylegan_random", compute_dtype="float32", **SMALL)
+    cpu = gen.plan(torch.device("cpu"))
+    gen._plans["cpu"] = dataclasses.replace(  # the CUDA plan: channels-last, fold, no Winograd
+        cpu, memory_format=torch.channels_last,
+        algorithms=tuple(None if a is None else "fold" if layer.up else "direct"
+                         for a, layer in zip(cpu.algorithms, gen.layers, strict=True)))
+    got = gen.generate(range(4), seed=6)
     assert float((got - want).abs().max()) < 1e-4
 
 
 def test_auto_dtype_is_bfloat16_only_for_random_on_cuda_or_a_bf16_cpu(monkeypatch):
-    from noisevision.generators import stylegan
+    from noisevision.generators.stylegan import plan
 
     cpu = torch.device("cpu")
     for native in (True, False):
-        monkeypatch.setattr(stylegan, "_cpu_has_bf16", lambda native=native: native)
+        monkeypatch.setattr(plan, "cpu_has_bf16", lambda native=native: native)
         want = torch.bfloat16 if native else torch.float32
         assert create_generator("stylegan_random", **SMALL).compute_dtype(cpu) == want
         assert create_generator("stylegan_oriented", **SMALL).compute_dtype(cpu) == torch.float32

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import zlib
 
+import numpy as np
 import torch
 
 from noisevision.device import triton_wanted
@@ -25,29 +26,46 @@ _TWO_PI = 2.0 * math.pi
 MAX_INDEX = 2**40  # indices are split into two 20-bit halves folded into the keys
 
 
+# lowbias32 (Chris Wellons): three xor-shifts and two multiplications modulo 2**32. The one
+# definition of the hash's constants; every implementation below (and the Triton kernels of
+# rng_triton, which import them) runs these steps.
+LOWBIAS32_SHIFTS = (16, 15, 16)
+LOWBIAS32_MULS = (0x7FEB352D, 0x846CA68B)
+
+
 def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
     """(x * c) mod 2**32 for int64 x in [0, 2**32) without int64 overflow."""
     lo, hi = c & 0xFFFF, c >> 16
     return (x * lo + (((x * hi) & 0xFFFF) << 16)) & MASK32
 
 
-def mix32(x: torch.Tensor) -> torch.Tensor:
-    """lowbias32 avalanche hash of int64 values in [0, 2**32)."""
-    x = x ^ (x >> 16)
-    x = _mul32(x, 0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
+def mix32(x):
+    """lowbias32 avalanche hash: int64 tensors with values in [0, 2**32) (any device, no
+    overflow), uint32 numpy arrays (products wrap modulo 2**32 natively) or Python ints."""
+    (s1, s2, s3), (m1, m2) = LOWBIAS32_SHIFTS, LOWBIAS32_MULS
+    if isinstance(x, torch.Tensor):
+        x = x ^ (x >> s1)
+        x = _mul32(x, m1)
+        x = x ^ (x >> s2)
+        x = _mul32(x, m2)
+        return x ^ (x >> s3)
+    if isinstance(x, np.ndarray):
+        x = x ^ (x >> np.uint32(s1))
+        x = x * np.uint32(m1)
+        x = x ^ (x >> np.uint32(s2))
+        x = x * np.uint32(m2)
+        return x ^ (x >> np.uint32(s3))
+    x &= MASK32
+    x ^= x >> s1
+    x = (x * m1) & MASK32
+    x ^= x >> s2
+    x = (x * m2) & MASK32
+    return x ^ (x >> s3)
 
 
 def _mix32_int(x: int) -> int:
-    """The same hash on a Python int (for seeds and stream names)."""
-    x &= MASK32
-    x ^= x >> 16
-    x = (x * 0x7FEB352D) & MASK32
-    x ^= x >> 15
-    x = (x * 0x846CA68B) & MASK32
-    return x ^ (x >> 16)
+    """The hash on a Python int (seeds and stream names)."""
+    return mix32(int(x))
 
 
 def seed_words(seed: int, stream: str) -> tuple[int, int, int]:
@@ -135,6 +153,66 @@ class ImageRandom:
         x = mix32((_mul32(ctr & MASK32, _GOLDEN32) + self._key_a) & MASK32)
         x = mix32(x ^ self._key_b)
         return x.reshape(self.batch, *shape)
+
+    def words(self, n: int) -> np.ndarray:
+        """`bits(n)` as a (B, n) uint32 numpy array, computed in uint32 arithmetic (CPU only).
+
+        In uint32, where products wrap by definition, the same hash takes a fraction of the
+        passes of the int64 tensor arithmetic; the counter advances exactly as `bits` does.
+        """
+        if self.device.type != "cpu":
+            raise ValueError("ImageRandom.words runs on CPU indices only")
+        start = self._counter
+        self._counter += n
+        ka = self._key_a.numpy().astype(np.uint32)  # (B, 1)
+        kb = self._key_b.numpy().astype(np.uint32)
+        ctr = (np.arange(start, start + n, dtype=np.uint64) & np.uint64(MASK32)).astype(
+            np.uint32)
+        ctr *= np.uint32(_GOLDEN32)
+        return mix32(mix32(ctr[None, :] + ka) ^ kb)  # (B, n), wraps modulo 2**32
+
+    def fast_bits(self, n: int) -> torch.Tensor:
+        """`bits(n)` (B, n) bit for bit, through `words` on CPU (fast bulk draws)."""
+        if self.device.type != "cpu":
+            return self.bits(n)
+        return torch.from_numpy(self.words(n).astype(np.int64))
+
+    def uniform16(self, *shape: int) -> torch.Tensor:
+        """(B, *shape) float32 uniforms in (0, 1) with 16-bit resolution, two per 32-bit draw.
+
+        Layout "halves" (StyleGAN's bulk draws): with m = ceil(n / 2) words, value j < m is the
+        high half of word j and value m + j its low half.
+        """
+        n = math.prod(shape)
+        m = (n + 1) // 2
+        if self.device.type == "cpu":  # the same values without int64 temporaries
+            words = self.words(m)
+            halves = np.empty((self.batch, 2 * m), dtype=np.float32)
+            halves[:, :m] = words >> np.uint32(16)
+            halves[:, m:] = words & np.uint32(0xFFFF)
+            u = torch.from_numpy(halves[:, :n])
+            return ((u + 0.5) * (1.0 / 65536.0)).reshape(self.batch, *shape)
+        words = self.bits(m)  # (B, ceil(n / 2))
+        halves = torch.cat([words >> 16, words & 0xFFFF], dim=1)[:, :n]
+        return ((halves.to(torch.float32) + 0.5) * (1.0 / 65536.0)).reshape(self.batch, *shape)
+
+    def normal16(self, *shape: int) -> torch.Tensor:
+        """(B, *shape) standard normals by inverse CDF of `uniform16` (|z| <= 4.3)."""
+        return torch.special.ndtri(self.uniform16(*shape))
+
+    def uniform_fields(self, bits: int, *shape: int) -> torch.Tensor:
+        """(B, *shape) float32 uniforms in (0, 1) with `bits` (8 or 16) bits, 32 // bits per draw.
+
+        Layout "fields" (the statistical models' per-pixel fields): value per * j + k is field k
+        (bits k * bits .. (k + 1) * bits - 1, lowest first) of word j.
+        """
+        per = 32 // bits
+        n = math.prod(shape)
+        word = self.bits(-(-n // per))  # (B, ceil(n / per)) int64 in [0, 2**32)
+        mask = (1 << bits) - 1
+        parts = torch.stack([(word >> (bits * k)) & mask for k in range(per)], dim=-1)
+        values = parts.reshape(self.batch, -1)[:, :n].float()
+        return ((values + 0.5) * (1.0 / (1 << bits))).view(self.batch, *shape)
 
     def uniform(self, *shape: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
         """float32 uniform in the open interval (low, high), 24 random bits each."""

@@ -122,19 +122,6 @@ def _is_number(value: object) -> bool:
 
 # ----------------------------------------------------------------------------- colour model
 
-def uniform_fields(rnd: ImageRandom, bits: int, *shape: int) -> torch.Tensor:
-    """float32 uniforms in (0, 1) with `bits` (8 or 16) random bits each, 32 // bits values per
-    counter draw: the large per-pixel fields (start noise, colour-model pixels) need no more
-    resolution, and the counter-based hash is their main cost. Returns (B, *shape)."""
-    per = 32 // bits
-    n = math.prod(shape)
-    word = rnd.bits(-(-n // per))  # (B, ceil(n / per)) int64 in [0, 2**32)
-    mask = (1 << bits) - 1
-    parts = torch.stack([(word >> (bits * k)) & mask for k in range(per)], dim=-1)
-    values = parts.reshape(rnd.batch, -1)[:, :n].float()
-    return ((values + 0.5) * (1.0 / (1 << bits))).view(rnd.batch, *shape)
-
-
 def _box_blur_same(img: torch.Tensor, m: torch.Tensor, dim: int) -> torch.Tensor:
     """m-tap mean filter along `dim` (-1 or -2) of img (B, C, H, W), zero padded, MATLAB 'same'
     alignment (output i averages inputs i + floor(m/2) - m + 1 .. i + floor(m/2)); m: (B,).
@@ -161,7 +148,7 @@ def _sorted_labels(rnd: ImageRandom, cum: torch.Tensor, res: int) -> torch.Tenso
     their per-image histogram over the 2^16 values gives, by prefix sums, how many fall below
     each cumulative proportion, i.e. the run ends of the sorted labels."""
     B, dev, levels = rnd.batch, rnd.device, 1 << 16
-    u = uniform_fields(rnd, 16, res * res)  # (B, res^2)
+    u = rnd.uniform_fields(16, res * res)  # (B, res^2)
     k = (u * levels).long()  # exact 16-bit integers
     offsets = torch.arange(B, device=dev)[:, None] * levels
     hist = torch.bincount((k + offsets).reshape(-1), minlength=B * levels).view(B, levels)
@@ -200,7 +187,7 @@ def sample_color_model(rnd: ImageRandom, res: int, bins: int) -> dict[str, torch
     ref = ref.view(B, 3, res, res)
     m = (MAX_BLUR * rnd.uniform(1)).ceil().long().clamp_(1, MAX_BLUR)[:, 0]  # (B,)
     ref = _box_blur_same(_box_blur_same(ref, m, -1), m, -2)
-    ref = ref + 10.0 * uniform_fields(rnd, 8, 3, res, res)
+    ref = ref + 10.0 * rnd.uniform_fields(8, 3, res, res)
     ref = ref - ref.amin(dim=(1, 2, 3), keepdim=True)
     ref = ref * (256.0 / ref.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12))
     pixels = ref.view(B, 3, -1)
@@ -387,7 +374,7 @@ class StatisticalModel(Generator):
         res = self.config.resolution
         params = self.sample_parameters(indices, seed, stream)
         start = ImageRandom(seed, indices, f"{stream}/init")
-        x = 256.0 * uniform_fields(start, 16, 3, res, res)  # (B, 3, H, W), decorrelated basis
+        x = 256.0 * start.uniform_fields(16, 3, res, res)  # (B, 3, H, W), decorrelated basis
         B = x.shape[0]
         step = CPU_SUBBATCH if x.device.type == "cpu" else B
         if step >= B:

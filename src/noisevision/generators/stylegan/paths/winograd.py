@@ -41,19 +41,16 @@ Cache: `winograd_conv` works per image in bands of BAND_TILES tiles, so a band's
 inputs and products (9.4 MB each at 256 channels in bfloat16) stay in the last-level cache
 instead of going through memory: the 256-channel 128 px layer measured 47-51 ms per image with
 2 bands against 78-85 ms with one (cold caches, as in the generator); the 64 px layers (256
-tiles) are one band. Large outputs (a batch's 32-64 MiB) are kept and handed out again once the
-caller has dropped them (`_output`, two per shape, as a layer's input may have its output's
-shape): fresh ones cost a page fault per 4 KiB (6,100 per image at 128 px, about 9 ms), 3-5% of
-the generator's time (1 thread, batch 8: 4.74 -> 4.86 img/s with one kept per shape, medians of 8
-alternating rounds; 137 faults per image left with two). The kept outputs stay allocated between
-batches: 192 MiB at 128 px, batch 8, bfloat16.
+tiles) are one band. Outputs are fresh tensors: reusing kept ones (which needed PyTorch's
+private storage use count to know they were free) saved page faults worth 2.5% of the
+generator's time (4.74 -> 4.86 img/s, 1 thread, batch 8), below the 5% that would justify
+depending on a private API, so it was dropped.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import threading
 from dataclasses import dataclass
 
 import torch
@@ -165,44 +162,6 @@ def upsample_weight(weight: torch.Tensor) -> torch.Tensor:
     return k.reshape(4 * weight.shape[0], *weight.shape[1:])
 
 
-# CPU outputs of at least this many bytes (a batch's layer output at 64-128 px) are kept for reuse:
-# glibc maps blocks >= 32 MiB afresh on every call, and a fresh 64 MiB output costs 16,384 page
-# faults (measured 1.5 us each: 25 ms per 128 px layer and batch of 8)
-REUSE_BYTES = 32 << 20
-KEEP_PER_SHAPE = 2  # consecutive layers of one shape: the input is alive as the output is made
-KEEP_SHAPES = 8  # shapes kept per thread (one network has 4 such at 128 px, 6 at 256 px)
-_OUTPUTS = threading.local()
-
-
-def _output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """torch.empty(shape), on CPU for large outputs a kept tensor that nothing else references.
-
-    A kept output is handed out again only once every tensor that used it (the caller's result,
-    its views) is gone: its storage is then referenced by the kept tensor alone, so no caller can
-    see it overwritten. The caller always gets a view, never the kept tensor object itself (whose
-    Python references the storage count would not see). KEEP_PER_SHAPE tensors per shape and
-    dtype, for the KEEP_SHAPES shapes last asked for, per thread.
-    """
-    use_count = getattr(torch._C, "_storage_Use_Count", None)
-    nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
-    if device.type != "cpu" or nbytes < REUSE_BYTES or use_count is None:
-        return torch.empty(shape, dtype=dtype, device=device)
-    by_shape = _OUTPUTS.__dict__.setdefault("by_shape", {})
-    key = (tuple(shape), dtype)
-    kept = by_shape.pop(key, [])
-    by_shape[key] = kept  # most recently used last; the least recent shapes are dropped
-    while len(by_shape) > KEEP_SHAPES:
-        del by_shape[next(iter(by_shape))]
-    # the storage's references: the kept tensor, the temporary storage object of this call, and
-    # one per other tensor on it (the caller's result is a view, a tensor of its own: counted)
-    free = [t for t in kept if use_count(t.untyped_storage()._cdata) <= 2]
-    if free:
-        return free[0].view(shape)
-    out = torch.empty(shape, dtype=dtype, device=device)
-    kept[:] = kept[-(KEEP_PER_SHAPE - 1):] + [out] if KEEP_PER_SHAPE > 1 else [out]
-    return out.view(shape)
-
-
 def _kron(p: WinogradPlan, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
     return (torch.kron(p.bt, p.bt).to(dtype=dtype, device=device),
             torch.kron(p.at, p.at).to(dtype=dtype, device=device))
@@ -235,7 +194,8 @@ def winograd_conv(x: torch.Tensor, u: torch.Tensor, p: WinogradPlan,
     wp = (tx - 1) * p.step + n_in
     kin, kout = _kron(p, transform_dtype, x.device)
     ph = phases
-    out = _output((b, o // (ph * ph), ty * mo * ph, tx * mo * ph), u.dtype, x.device)
+    out = torch.empty((b, o // (ph * ph), ty * mo * ph, tx * mo * ph), dtype=u.dtype,
+                      device=x.device)
     band = -(-ty // -(-(ty * tx) // BAND_TILES))  # tile rows per band, bands of equal size
     for i in range(b):
         for t0 in range(0, ty, band):
@@ -350,7 +310,7 @@ def winograd_upsample(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     ty, tx = -(-(h + 1) // m), -(-(w + 1) // m)  # tiles of the h + 1 even outputs per axis
     hp, wp = (ty - 1) * m + n, (tx - 1) * m + n
     u_ee, u_eo, u_oe, u_oo = u[:n * n], u[n * n:n * n + n], u[n * n + n:-1], u[-1]
-    out = _output((b, o, 2 * h, 2 * w), td, dev)
+    out = torch.empty((b, o, 2 * h, 2 * w), dtype=td, device=dev)
     v_ee = torch.empty(n * n, c, ty * tx, dtype=td, device=dev)
     v_eo = torch.empty(n, c, ty * w, dtype=td, device=dev)
     v_oe = torch.empty(n, c, h * tx, dtype=td, device=dev)
