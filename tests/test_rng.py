@@ -68,3 +68,23 @@ def test_bad_indices_rejected():
         ImageRandom(0, torch.tensor([-1]), "s")
     with pytest.raises(ValueError):
         seed_words(-5, "s")
+
+
+# lowbias32 reference values: the hash as published by Chris Wellons (hash-prospector,
+# "lowbias32": x ^= x >> 16; x *= 0x7feb352d; x ^= x >> 15; x *= 0x846ca68b; x ^= x >> 16),
+# compiled as C (uint32 arithmetic) and run; independent of noisevision's code.
+LOWBIAS32_VECTOR = {0x00000000: 0x00000000, 0x00000001: 0x688990C0, 0x00000002: 0xD1132181,
+                    0xDEADBEEF: 0xE628C683, 0x80000000: 0xCC4B4124, 0xFFFFFFFF: 0x6768824A,
+                    0x00003039: 0x912EFCF7}
+
+
+def test_every_lowbias32_implementation_matches_the_published_function():
+    import numpy as np
+
+    from noisevision.rng import mix32
+
+    x = list(LOWBIAS32_VECTOR)
+    want = list(LOWBIAS32_VECTOR.values())
+    assert mix32(torch.tensor(x, dtype=torch.int64)).tolist() == want       # int64 tensors
+    assert mix32(np.array(x, dtype=np.uint32)).tolist() == want             # uint32 numpy
+    assert [mix32(v) for v in x] == want                                    # Python ints

@@ -61,6 +61,33 @@ def one_cpu_thread(device: torch.device):
     return cpu_threads(1, device)
 
 
+def triton_available(device: torch.device | str) -> bool:
+    """Whether noisevision's Triton kernels run on `device`: triton imports and the device is
+    CUDA (unless NOISEVISION_TRITON=0), or CPU under TRITON_INTERPRET=1 (tests). The one switch
+    every Triton path (rng_triton, dead leaves, histogram matching, StyleGAN's tied sums) asks."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            return False
+    elif not triton_wanted(device):
+        return False
+    return _triton_imports()
+
+
+def _triton_imports() -> bool:
+    global _TRITON
+    if _TRITON is None:
+        try:  # torch wheels without CUDA (macOS, Windows, CPU-only) may have no triton
+            import triton  # noqa: F401
+            _TRITON = True
+        except Exception:  # noqa: BLE001 - any import problem means "not available"
+            _TRITON = False
+    return _TRITON
+
+
+_TRITON: bool | None = None
+
+
 def triton_wanted(device: torch.device) -> bool:
     """Whether to run the Triton kernels on `device`: CUDA, unless NOISEVISION_TRITON=0 (which
     switches every Triton path back to its torch code, for comparison or debugging). Callers

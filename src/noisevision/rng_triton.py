@@ -12,9 +12,10 @@ Import never fails: without Triton, `available` is False and rng.py keeps its to
 
 from __future__ import annotations
 
-import os
-
 import torch
+
+from noisevision.device import triton_available
+from noisevision.rng import LOWBIAS32_MULS, LOWBIAS32_SHIFTS
 
 try:  # torch wheels without CUDA (macOS, Windows, CPU-only) may have no triton
     import triton
@@ -25,13 +26,9 @@ except Exception:  # noqa: BLE001 - any import problem means "not available"
 _BLOCK = 1024
 
 
-def available(device: torch.device) -> bool:
-    """Whether the Triton kernels run on `device` (CUDA, or CPU under TRITON_INTERPRET=1)."""
-    if triton is None:
-        return False
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
+def available(device: torch.device | str) -> bool:
+    """Whether these kernels run on `device`: noisevision.device.triton_available."""
+    return triton is not None and triton_available(device)
 
 
 if triton is not None:
@@ -41,13 +38,18 @@ if triton is not None:
         # (x * c) mod 2**32 for int64 x in [0, 2**32), c = hi * 2**16 + lo, as rng._mul32
         return (x * lo + (((x * hi) & 0xFFFF) << 16)) & 0xFFFFFFFF
 
+    # rng.mix32's steps with its constants (rng.LOWBIAS32_*), multipliers as 16-bit halves
+    _S1, _S2, _S3 = (tl.constexpr(v) for v in LOWBIAS32_SHIFTS)
+    _M1_LO, _M1_HI = tl.constexpr(LOWBIAS32_MULS[0] & 0xFFFF), tl.constexpr(LOWBIAS32_MULS[0] >> 16)
+    _M2_LO, _M2_HI = tl.constexpr(LOWBIAS32_MULS[1] & 0xFFFF), tl.constexpr(LOWBIAS32_MULS[1] >> 16)
+
     @triton.jit
     def _mix32(x):
-        x = x ^ (x >> 16)
-        x = _mul32(x, 0x352D, 0x7FEB)
-        x = x ^ (x >> 15)
-        x = _mul32(x, 0xA68B, 0x846C)
-        return x ^ (x >> 16)
+        x = x ^ (x >> _S1)
+        x = _mul32(x, _M1_LO, _M1_HI)
+        x = x ^ (x >> _S2)
+        x = _mul32(x, _M2_LO, _M2_HI)
+        return x ^ (x >> _S3)
 
     @triton.jit
     def _word(hi, lo, zero64):

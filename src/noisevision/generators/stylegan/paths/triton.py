@@ -27,9 +27,9 @@ Tested under the Triton interpreter on CPU (TRITON_INTERPRET=1, set before trito
 
 from __future__ import annotations
 
-import os
-
 import torch
+
+from noisevision.device import triton_available
 
 try:  # torch wheels without CUDA (macOS, Windows, CPU-only) may have no triton
     import triton
@@ -42,13 +42,8 @@ _MAX_GRID_Y = 65535  # CUDA's limit on grid axis 1 (the batch): larger batches a
 
 
 def available(device: torch.device | str) -> bool:
-    """Whether `fused_relu_sums` runs on `device` (CUDA, or CPU under TRITON_INTERPRET=1)."""
-    if triton is None:
-        return False
-    device = torch.device(device)
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
+    """Whether these kernels run on `device`: noisevision.device.triton_available."""
+    return triton is not None and triton_available(device)
 
 
 if triton is not None:
