@@ -293,7 +293,7 @@ def test_float_heavy_families_verify_bit_exactly(tmp_path, name):
     from noisevision.generators.base import GENERATORS
 
     cls, _ = GENERATORS.get(name).factory
-    gen = create_generator(name, **{"resolution": 64, **getattr(cls, "contract_overrides", {})})
+    gen = create_generator(name, **{"resolution": 64, **cls.cheap_settings})
     out = tmp_path / "ds"
     write_dataset(gen, out, 6, batch_size=2, workers=2, progress=False)
     result = verify_dataset(out, indices=list(range(6)))

@@ -18,8 +18,12 @@ PNG_COMPRESS_LEVEL = 1  # zlib level 1: ~3x faster than PIL's default 6, files ~
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) float in [0, 1] on any device -> (B, H, W, 3) uint8 numpy (round to nearest)."""
-    x = images.detach().clamp(0.0, 1.0).mul(255.0).round_().to(torch.uint8)
+    """(B, 3, H, W) float in [0, 1] or uint8 on any device -> (B, H, W, 3) uint8 numpy (float
+    values rounded to nearest: Generator.images(..., dtype=torch.uint8) gives the same)."""
+    from noisevision.generators.base import to_uint8_tensor
+
+    x = images.detach()
+    x = x if x.dtype == torch.uint8 else to_uint8_tensor(x)
     return x.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 

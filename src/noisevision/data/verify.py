@@ -69,8 +69,9 @@ def verify_dataset(root: str | Path, sample: int = 16, *, seed: int = 0,
     bs = (m.batch_size if dev.type == "cuda" and m.batch_size else gen.default_batch_size(dev))
     for b in range(0, len(checked), bs):
         part = checked[b:b + bs]
-        with torch.no_grad(), one_cpu_thread(dev):
-            fresh = to_uint8(gen.render_batch(torch.tensor(part, device=dev), m.seed, bs))
+        with one_cpu_thread(dev):
+            fresh = to_uint8(gen.images(torch.tensor(part, device=dev), m.seed, batch_size=bs,
+                                        dtype=torch.uint8))
         for i, arr in zip(part, fresh, strict=True):
             if not _matches(image_path(root, i, m.format), arr, m):
                 result.mismatched.append(i)

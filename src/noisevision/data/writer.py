@@ -263,8 +263,8 @@ def _write_threads(generator: Generator, job: _Job, batches: Iterator[list[int]]
         try:
             for batch in batches:
                 idx = torch.tensor(batch, dtype=torch.int64, device=dev)
-                with torch.no_grad():
-                    arrays = to_uint8(generator.render_batch(idx, job.seed, bs))
+                arrays = to_uint8(generator.images(idx, job.seed, batch_size=bs,
+                                                   dtype=torch.uint8))
                 pending.append(pool.submit(job.save, batch, arrays))
                 while len(pending) > 2 * nthreads or (pending and pending[0].done()):
                     counter.add(pending.popleft().result())
@@ -311,9 +311,8 @@ def _worker(desc: dict, job: _Job, tasks, results, parent: int) -> None:
     try:
         generator = generator_from_description(desc)
         while (batch := tasks.get()) is not None:
-            with torch.no_grad():
-                arrays = to_uint8(generator.render(torch.tensor(batch, dtype=torch.int64),
-                                                   job.seed))
+            arrays = to_uint8(generator.images(torch.tensor(batch, dtype=torch.int64), job.seed,
+                                               batch_size=len(batch), dtype=torch.uint8))
             results.put(("done", job.save(batch, arrays)))
     except UsageError as exc:
         results.put(("error", str(exc)))

@@ -53,9 +53,24 @@ def check_resolution(resolution: Any, allowed: Sequence[int] | None = None) -> N
 
 
 class Generator(abc.ABC):
-    """Base class of every image generator. Subclasses set `config_cls` and implement `render`."""
+    """Base class of every image generator. Subclasses set `config_cls` and implement `render`.
+
+    The contract a family implements:
+
+    * `config_cls`: a frozen dataclass of options that validates itself;
+    * `render(indices, seed)`: float32 images (B, 3, H, W) in [0, 1] for int64 `indices` on the
+      target device, image i a pure function of (config, seed, i);
+    * `default_batch_size(device)` (optional): a batch that keeps memory modest there;
+    * `cheap_settings` (optional): config fields that make the family fast enough to render a
+      handful of images for tests and contact sheets in seconds (e.g. a small texture pool or a
+      narrow network), applied by the contract test, `noisevision demo` and `preview --cheap`.
+
+    Callers never call `render` directly: `images` is the one entry point (batches, the CUDA
+    fixed-shape padding, the [0, 1] clamp, float or uint8 output).
+    """
 
     config_cls: ClassVar[type]
+    cheap_settings: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: Any, name: str | None = None) -> None:
         if not isinstance(config, self.config_cls):
@@ -76,21 +91,40 @@ class Generator(abc.ABC):
         """Images for int64 `indices` (on the target device) -> float32 (B, 3, H, W) in [0, 1]."""
 
     @torch.no_grad()
-    def generate(self, indices: Iterable[int] | torch.Tensor | int, seed: int = 0,
-                 device: str | torch.device = "cpu",
-                 batch_size: int | None = None) -> torch.Tensor:
-        """Render `indices` (an int n means range(n)) in batches; returns (N, 3, H, W) float32."""
-        dev = resolve_device(device)
+    def images(self, indices: Iterable[int] | torch.Tensor | int, seed: int = 0, *,
+               device: str | torch.device | None = None, batch_size: int | None = None,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """THE render entry point: images of `indices` (an int n means range(n)), (N, 3, H, W).
+
+        Renders in batches of `batch_size` (default: `default_batch_size`) through
+        `render_batch` (on CUDA a short batch is padded to the batch shape), clamps to [0, 1] and
+        returns float32, or with dtype=torch.uint8 the values rounded to 0..255 (what datasets
+        store and training caches hold). `device`: where to render (default: the device of an
+        index tensor, else the CPU).
+        """
+        if dtype not in (torch.float32, torch.uint8):
+            raise ValueError(f"images(): dtype must be torch.float32 or torch.uint8, got {dtype}")
+        if device is None:
+            dev = indices.device if isinstance(indices, torch.Tensor) else torch.device("cpu")
+        else:
+            dev = resolve_device(device)
         if isinstance(indices, int):
             indices = range(indices)
         idx = as_index_tensor(list(indices) if not isinstance(indices, torch.Tensor) else indices,
                               device=dev)
         bs = batch_size or self.default_batch_size(dev)
-        if idx.numel() == 0:
-            r = self.resolution
-            return torch.empty(0, 3, r, r, device=dev)
-        out = [self.render_batch(idx[i:i + bs], seed, bs) for i in range(0, idx.numel(), bs)]
-        return torch.cat(out).clamp_(0.0, 1.0)
+        r = self.resolution
+        out = torch.empty(idx.numel(), 3, r, r, dtype=dtype, device=dev)
+        for i in range(0, idx.numel(), bs):
+            x = self.render_batch(idx[i:i + bs], seed, bs).clamp_(0.0, 1.0)
+            out[i:i + bs] = x if dtype == torch.float32 else to_uint8_tensor(x)
+        return out
+
+    def generate(self, indices: Iterable[int] | torch.Tensor | int, seed: int = 0,
+                 device: str | torch.device = "cpu",
+                 batch_size: int | None = None) -> torch.Tensor:
+        """`images(indices, seed, device=device, batch_size=batch_size)`: float32 in [0, 1]."""
+        return self.images(indices, seed, device=device, batch_size=batch_size)
 
     def render_batch(self, indices: torch.Tensor, seed: int, batch_size: int) -> torch.Tensor:
         """`render(indices)` for up to `batch_size` indices; on CUDA always in that shape.
@@ -111,6 +145,18 @@ class Generator(abc.ABC):
         """Name, family and the full resolved config (for manifests and run folders)."""
         return {"name": self.name, "family": type(self).__name__,
                 "config": dataclasses.asdict(self.config)}
+
+
+def to_uint8_tensor(images: torch.Tensor) -> torch.Tensor:
+    """float images in [0, 1] -> uint8 0..255, rounded to nearest (the stored value of a pixel)."""
+    return images.clamp(0.0, 1.0).mul(255.0).round_().to(torch.uint8)
+
+
+def cheap_generator(name: str, **overrides: Any) -> Generator:
+    """`create_generator(name)` with the family's `cheap_settings` (then `overrides`) applied."""
+    _ensure_families_loaded()
+    generator_cls, _ = GENERATORS.get(name).factory
+    return create_generator(name, **{**generator_cls.cheap_settings, **overrides})
 
 
 def fixed_shapes(device: torch.device) -> bool:

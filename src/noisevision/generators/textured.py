@@ -59,7 +59,7 @@ class TexturedDeadLeaves(Generator):
 
     config_cls = TexturedDeadLeavesConfig
     # small pool for the contract test (32 px): every property is the same, only cheaper
-    contract_overrides = {"texture_pool": 16}
+    cheap_settings = {"texture_pool": 16}  # contact sheets, tests: a 16-texture pool
 
     def __init__(self, config: TexturedDeadLeavesConfig, name: str | None = None) -> None:
         super().__init__(config, name)

@@ -182,7 +182,7 @@ def render_samples(out: Path, b: DemoBudget, device: torch.device, seed: int, lo
                     if res is None:
                         raise
             cls = type(gen)
-            cheap = getattr(cls, "contract_overrides", {}) if b.cheap_samples else {}
+            cheap = cls.cheap_settings if b.cheap_samples else {}
             if cheap:  # e.g. a smaller texture pool: the family's own cheap settings
                 gen = create_generator(name, **{"resolution": gen.resolution, **cheap})
             images = gen.generate(b.sample_images, seed=seed, device=device).cpu()

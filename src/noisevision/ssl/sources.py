@@ -125,11 +125,11 @@ class GeneratorComponent:
         cache = torch.empty(idx.numel(), 3, s, s, dtype=torch.uint8, device=self.device)
         bar = tqdm(total=idx.numel(), desc=f"render {self.name}", unit="img",
                    disable=not progress, leave=False)
-        with torch.no_grad():
-            for i in range(0, idx.numel(), bs):
-                x = self.generator.render(idx[i:i + bs], self.seed)        # (b, 3, S, S)
-                cache[i:i + bs] = x.clamp(0, 1).mul(255).round_().to(torch.uint8)
-                bar.update(x.shape[0])
+        for i in range(0, idx.numel(), bs):
+            part = idx[i:i + bs]
+            cache[i:i + bs] = self.generator.images(part, self.seed, batch_size=bs,
+                                                    dtype=torch.uint8)
+            bar.update(part.numel())
         bar.close()
         return cache
 
@@ -139,7 +139,7 @@ class GeneratorComponent:
             return self.cache[ids.to(self.device)]
         # Fresh indices: epoch e owns [e * images, (e + 1) * images), rank r every W-th of them.
         idx = epoch * self.images + self.rank + self.world * ids.to(self.device)
-        return self.generator.render(idx, self.seed).clamp_(0.0, 1.0)
+        return self.generator.images(idx, self.seed, batch_size=idx.numel())
 
     def batches(self, epoch: int, id_batches: list[torch.Tensor]) -> Iterator[torch.Tensor]:
         for ids in id_batches:

@@ -91,7 +91,7 @@ class StyleGAN(Generator):
     """Untrained StyleGAN2-style synthesis network with random or wavelet weights."""
 
     config_cls = StyleGANConfig
-    contract_overrides = {"resolution": 64, "width": 0.125}  # cheap settings for contract tests
+    cheap_settings = {"resolution": 64, "width": 0.125}  # contact sheets, tests: a narrow net
 
     def __init__(self, config: StyleGANConfig, name: str | None = None) -> None:
         super().__init__(config, name)
