@@ -15,8 +15,7 @@ the R sums once. The R rows are split into two power-of-two tiles (12 = 8 + 4, 9
 tf32): tl.dot in "ieee" precision would lower to the same FMAs, plus per-chunk operand layout
 conversions through shared memory. u, noise and x are (1, BLOCK_P) tiles so that every tensor
 has the accumulators' register layout (a 1-D x needs a shared-memory layout conversion per
-channel). Compiled offline for sm_90 (Triton 3.8), the loop body is 141 SASS instructions for
-8 pixels x 12 rows per thread (104 FFMA), 156 registers, no spills, no shared memory.
+channel); the compiled loop is described in BENCHMARKS.md.
 
 Each pixel's sum is one sequential chain over c (the block size depends on P only), so an
 image's output is bit-identical whatever batch it is computed in.

@@ -19,32 +19,21 @@ and the n^2 per-position products are one batched (n^2, O, I) x (n^2, I, tiles) 
 * the upsampling layer as `winograd_upsample` (`transform_up_weight`): the transposed conv's four
   parity convolutions (2x2, 2x1, 1x2, 1x1 kernels) with F(m x m, 2 x 2), F(m, 2) along one axis
   and a plain matmul, then the blur as a separate pass in cache: 4.9 (m = 5) instead of 9
-  products per input pixel. Measured (1 thread, bfloat16, per image, 512 -> 256 channels at
-  64 -> 128 px): 51-56 ms against 65-68 ms for the four-parity F(4, 3) and 75 ms direct; 512
-  channels at 32 -> 64 px: 27-30 ms, as fast as the direct transposed conv plus blur in isolation
-  (29-31 ms) and about 1.5x faster in the generator, where the direct path's blur runs over the
-  whole batch out of cache (46 ms per image there); at 16 -> 32 px slower than direct.
+  products per input pixel (timings: BENCHMARKS.md, "StyleGAN's Winograd layers").
 
 Transform matrices come from the interpolation points (`_POINTS`, and infinity): At is the
 Vandermonde matrix, G carries the Lagrange denominators, and Bt is solved exactly (float64) from
 the identity At [(G g) * (Bt d)] = correlation(d, g) for all g, d, which the tests check.
 
-Tile size, measured (2-core CPU, 1 thread, per image; max relative error to float64 direct,
-256 channels): F(2, 3) 3e-7 and little faster than oneDNN; F(4, 3) 2e-6 to 7e-6, 1.6-2x faster
-than oneDNN at 64-128 px in float32; F(6, 3) 4e-6 to 1e-5, about 10% faster than F(4, 3) at 64-128
-px and slower below. In bfloat16 (products rounded to bfloat16, float32 accumulation) the rms
-relative error per layer is 0.48% / 2.6% / 4.9% for F(2 / 4 / 6, 3) against 0.29% for a bfloat16
-direct convolution, so F(4, 3) (WINOGRAD_TILE) is the compromise used in both dtypes (1.75% since,
-with the points 0, 1, -1, 2, -1/2: `_POINTS`).
+Tile size: F(4, 3) (WINOGRAD_TILE), the compromise between speed and bfloat16 error (1.75% rms
+per layer with the points 0, 1, -1, 2, -1/2: `_POINTS`); the measurements of F(2 / 4 / 6, 3)
+are in BENCHMARKS.md.
 
 Cache: `winograd_conv` works per image in bands of BAND_TILES tiles, so a band's transformed
 inputs and products (9.4 MB each at 256 channels in bfloat16) stay in the last-level cache
-instead of going through memory: the 256-channel 128 px layer measured 47-51 ms per image with
-2 bands against 78-85 ms with one (cold caches, as in the generator); the 64 px layers (256
-tiles) are one band. Outputs are fresh tensors: reusing kept ones (which needed PyTorch's
-private storage use count to know they were free) saved page faults worth 2.5% of the
-generator's time (4.74 -> 4.86 img/s, 1 thread, batch 8), below the 5% that would justify
-depending on a private API, so it was dropped.
+instead of going through memory (measured: BENCHMARKS.md). Outputs are fresh tensors: the
+reuse of kept outputs, which needed PyTorch's private storage use count, measured below 5% of
+the generator's time and was dropped.
 """
 
 from __future__ import annotations
