@@ -1,7 +1,7 @@
 """Untrained StyleGAN generators: StyleGAN-Random, -High-freq, -Sparse and -Oriented.
 
 Baradad et al. 2021 section 3.4 and reference-implementation.md sections 5 and 13. An untrained
-StyleGAN2-style synthesis network (stylegan_net.py) with random weights drawn per network
+StyleGAN2-style synthesis network (network.py) with random weights drawn per network
 (a new network every `images_per_network` = 400 images, as the reference) and, for the three
 randomized variants, wavelet filters, amplitudes, biases and pink-noise maps drawn per image.
 
