@@ -59,7 +59,11 @@ if triton is not None:
         # compile-time ints: adding them to an int64 zero tensor works for both.
         return ((zero64 + hi) << 16) | (zero64 + lo)
 
-    @triton.jit
+    # The key words and counter starts are data, not shapes: Triton would specialise each
+    # integer argument on its value being 1 or a multiple of 16, so every new stream name (a
+    # dead-leaves block, a StyleGAN layer) could compile another copy of these kernels (about
+    # a second each, measured as the first generator of a GPU benchmark running slower)
+    @triton.jit(do_not_specialize=["start_hi", "start_lo"])
     def _bits_kernel(ka_ptr, kb_ptr, out_ptr, start_hi, start_lo, n, BLOCK: tl.constexpr):
         b = tl.program_id(1)
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -71,7 +75,7 @@ if triton is not None:
         x = _mix32(x ^ kb)
         tl.store(out_ptr + b.to(tl.int64) * n + offs, x, mask=mask)
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["w0h", "w0l", "w1h", "w1l", "w2h", "w2l"])
     def _keys_kernel(idx_ptr, ka_ptr, kb_ptr, w0h, w0l, w1h, w1l, w2h, w2l, n,
                      BLOCK: tl.constexpr):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
