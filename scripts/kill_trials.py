@@ -81,13 +81,18 @@ def run_and_kill(args: list[str], after: float) -> tuple[bool, int]:
     kids.update(descendants(p.pid))
     p.send_signal(signal.SIGKILL)
     p.wait()
-    deadline = time.time() + 10
-    while time.time() < deadline and any(alive(k) for k in kids):
+    return True, len(reap(kids, 10.0))
+
+
+def reap(pids, timeout: float) -> list[int]:
+    """Wait up to `timeout` s for `pids` to end; kill and return those still alive then."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and any(alive(k) for k in pids):
         time.sleep(0.1)
-    survivors = [k for k in kids if alive(k)]
+    survivors = [k for k in pids if alive(k)]
     for k in survivors:
         os.kill(k, signal.SIGKILL)
-    return True, len(survivors)
+    return survivors
 
 
 def finish(args: list[str]) -> None:

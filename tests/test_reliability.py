@@ -36,12 +36,7 @@ from noisevision.ssl.train import PretrainConfig, pretrain
 GEN = "dead_leaves_squares"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tree(root: Path) -> dict[str, bytes | None]:
@@ -237,7 +232,8 @@ def test_run_killed_before_its_first_checkpoint_continues(images, tmp_path, caps
     run = tmp_path / "run"
     pretrain(_cfg(images, run), stop_after=1)  # killed inside epoch 0: no checkpoint yet
     assert not (run / "checkpoint.pt").exists() and (run / "config.json").exists()
-    (run / "checkpoint.pt.tmp").write_bytes(b"half a checkpoint")  # killed while saving
+    (run / ".checkpoint.pt.4242.tmp").write_bytes(b"half a checkpoint")  # killed while saving
+    (run / "checkpoint.pt.tmp").write_bytes(b"half a checkpoint")  # (an earlier version's name)
     args = ["pretrain", "--data", images, "--out", run, "--crop", "32", "--width", "0.125",
             "--epochs", "2", "--batch-size", "8", "--lr", "0.01", "--workers", "0", "--quiet"]
     rc, err = cli(capsys, *args, "--resume")
@@ -246,6 +242,7 @@ def test_run_killed_before_its_first_checkpoint_continues(images, tmp_path, caps
     b = torch.load(run / "encoder.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)  # bit-exact: started again from step 0
     assert not (run / "checkpoint.pt.tmp").exists()
+    assert not (run / ".checkpoint.pt.4242.tmp").exists()
     # --resume with only --out takes the stored config (a run that stopped before saving).
     run2 = tmp_path / "run2"
     pretrain(_cfg(images, run2), stop_after=1)
@@ -343,29 +340,20 @@ def test_damaged_and_missing_images_are_rendered_again_and_listed_by_verify(tmp_
     assert cli(capsys, "verify", out, "--sample", "8")[0] == 0
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                fields = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                kids.append(int(d))
-    return kids
+def _kill_trials():
+    """scripts/kill_trials.py as a module (its process helpers: descendants, alive, reap)."""
+    import importlib.util
 
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    path = Path(__file__).parents[1] / "scripts" / "kill_trials.py"
+    spec = importlib.util.spec_from_file_location("kill_trials", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
 def test_generation_workers_die_with_a_killed_parent(tmp_path):
+    kt = _kill_trials()
     out = tmp_path / "ds"
     proc = subprocess.Popen([sys.executable, "-m", "noisevision", "generate",
                              "stat_spectrum_color_wmm", "--resolution", "64", "--n", "4000",
@@ -375,18 +363,12 @@ def test_generation_workers_die_with_a_killed_parent(tmp_path):
         deadline = time.time() + 120
         while time.time() < deadline and not list(out.glob("*/*.png")):
             time.sleep(0.2)
-        kids = [k for k in _children(proc.pid) if _alive(k)]
+        kids = [k for k in kt.descendants(proc.pid) if kt.alive(k)]
         assert kids, "no worker processes found"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    deadline = time.time() + 15
-    while time.time() < deadline and any(_alive(k) for k in kids):
-        time.sleep(0.2)
-    survivors = [k for k in kids if _alive(k)]
-    for k in survivors:
-        os.kill(k, signal.SIGKILL)
-    assert not survivors, "worker processes outlived their killed parent"
+    assert not kt.reap(kids, 15.0), "worker processes outlived their killed parent"
     count = len(list(out.glob("*/*.png")))
     time.sleep(1.0)
     assert len(list(out.glob("*/*.png"))) == count  # nothing writes any more

@@ -19,14 +19,7 @@ from noisevision.errors import UsageError
 from noisevision.ssl.sources import DataSource
 from noisevision.ssl.train import PretrainConfig, pretrain
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and avoids spinning on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _write_images(folder, n, seed=0, size=32):

@@ -83,15 +83,21 @@ def decode(path: Path) -> np.ndarray:
     return read_rgb(path)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, fsync: bool = False) -> None:
     """Write to a hidden temporary name in the same folder, then rename: no half-written file.
 
-    A full disk raises UsageError and leaves nothing behind.
+    `fsync`: flush the data to disk before the rename (checkpoints: a crash of the machine, not
+    only of the process, then leaves the old file or the new one). A full disk raises
+    UsageError and leaves nothing behind.
     """
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         try:

@@ -121,7 +121,10 @@ def _is_report_entry(rel: str, is_dir: bool) -> bool:
         if len(parts) == 2:
             return is_dir
         if len(parts) == 3:
-            return parts[2] in RUN_FILES and is_dir == (parts[2] == "tensorboard")
+            from noisevision.ssl.train import _is_temporary
+
+            return (parts[2] in RUN_FILES and is_dir == (parts[2] == "tensorboard")) or (
+                not is_dir and _is_temporary(parts[2]))
         return parts[2] == "tensorboard"
     return False
 

@@ -59,23 +59,15 @@ def _feed(h, obj: Any) -> None:
 
 
 def save_torch_file(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """torch.save `payload` plus its content digest, atomically (tmp, fsync, rename)."""
+    """torch.save `payload` plus its content digest, atomically (temporary file, fsync, rename)."""
+    from noisevision.data.encode import write_atomic
+
     path = Path(path)
     payload = {k: v for k, v in payload.items() if k != DIGEST_KEY}
     payload[DIGEST_KEY] = content_digest(payload)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise UsageError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    write_atomic(path, buf.getvalue(), fsync=True)
     return path
 
 

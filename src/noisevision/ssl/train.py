@@ -223,12 +223,19 @@ def _run_folder_state(run: Path) -> str:
     entries = sorted(os.listdir(run))
     if not entries:
         return "new"
-    foreign = [e for e in entries if e not in RUN_FILES]
+    foreign = [e for e in entries if e not in RUN_FILES and not _is_temporary(e)]
     if foreign:
         raise UsageError(f"{str(run)!r} holds files that `pretrain` did not write "
                          f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}): "
                          "choose a new or empty --out")
     return "checkpoint" if (run / "checkpoint.pt").is_file() else "started"
+
+
+def _is_temporary(name: str) -> bool:
+    """A write_atomic temporary of a run file (`.checkpoint.pt.1234.tmp`), left by a kill."""
+    parts = name.split(".")
+    return (name.startswith(".") and name.endswith(".tmp") and len(parts) >= 4
+            and ".".join(parts[1:-2]) in RUN_FILES and parts[-2].isdigit())
 
 
 def _stored_config(run: Path) -> dict | None:
@@ -339,6 +346,9 @@ def _reset_started_run(run: Path) -> None:
     """Remove what a run killed before its first checkpoint left (only our own files)."""
     for name in ("log.jsonl", "checkpoint.pt.tmp", "encoder.pt.tmp", "encoder.pt"):
         (run / name).unlink(missing_ok=True)
+    for name in os.listdir(run):
+        if _is_temporary(name):
+            (run / name).unlink(missing_ok=True)
 
 
 def _trim_log(path: Path, done: int) -> None:
