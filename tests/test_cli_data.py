@@ -111,11 +111,11 @@ def test_interrupted_run_leaves_no_partial_file(tmp_path, monkeypatch):
     calls = {"n": 0}
     real = encode_mod.encode
 
-    def failing_encode(arr, fmt, q=95):
+    def failing_encode(arr, fmt, q=95, subsampling="4:4:4"):
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt
-        return real(arr, fmt, q)
+        return real(arr, fmt, q, subsampling)
 
     monkeypatch.setattr("noisevision.data.writer.encode", failing_encode)
     with pytest.raises(KeyboardInterrupt):

@@ -189,12 +189,19 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=count_int, default=None, help="number of images")
     p.add_argument("--resolution", type=resolution_int, default=None, help="image side in pixels")
     p.add_argument("--scale", choices=("small", "large"), default=None,
-                   help="paper presets: small = 105,000 at 128 px, large = 1,300,000 at 256 px "
-                        "(--n / --resolution override)")
+                   help="paper presets: small = 105,000 at 128 px, large = 1,300,000 at 256 px, "
+                        "encoded as the released datasets (JPEG 4:2:0, quality 75 for the "
+                        "statistical models, 95 otherwise); --n, --resolution, --format, "
+                        "--jpeg-quality and --jpeg-subsampling override")
     p.add_argument("--seed", type=seed_int, default=0, help="root seed (default 0)")
     p.add_argument("--start", type=index_int, default=0, help="first index (default 0)")
-    p.add_argument("--format", choices=("png", "jpg"), default="png")
-    p.add_argument("--jpeg-quality", type=quality_int, default=95, help="1..100 (default 95)")
+    p.add_argument("--format", choices=("png", "jpg"), default=None,
+                   help="png (default) or jpg; --scale presets: the released encoding")
+    p.add_argument("--jpeg-quality", type=quality_int, default=None,
+                   help="1..100 (default 95; --scale presets: 75 for stat_*, 95 otherwise)")
+    p.add_argument("--jpeg-subsampling", choices=("4:4:4", "4:2:0"), default=None,
+                   help="JPEG chroma subsampling (default 4:4:4; --scale presets: 4:2:0, as the "
+                        "released datasets)")
     p.add_argument("--workers", type=workers_int, default=None,
                    help="CPU: rendering processes; GPU: encoder/writer threads (default: the "
                         "number of CPU cores)")
@@ -228,10 +235,18 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         opts["resolution"] = preset["resolution"]
     gen = create_generator(args.name, **opts)
     shard = Shard.parse(args.shard)
+    from noisevision.paper import released_encoding
+
+    encoding = {"format": "png", "jpeg_quality": 95, "jpeg_subsampling": "4:4:4",
+                **(released_encoding(args.name) if args.scale else {})}
+    for key in encoding:
+        if getattr(args, key) is not None:
+            encoding[key] = getattr(args, key)
     if args.sheet:
         _render_fits(gen, 16, "--resolution")
-    result = write_dataset(gen, args.out, n, seed=args.seed, start=args.start, fmt=args.format,
-                           jpeg_quality=args.jpeg_quality, workers=args.workers,
+    result = write_dataset(gen, args.out, n, seed=args.seed, start=args.start,
+                           fmt=encoding["format"], jpeg_quality=encoding["jpeg_quality"],
+                           jpeg_subsampling=encoding["jpeg_subsampling"], workers=args.workers,
                            device=args.device, shard=shard,
                            batch_size=args.batch_size, overwrite=args.overwrite,
                            progress=not args.quiet)

@@ -8,3 +8,11 @@ DATASET_SCALES: dict[str, dict[str, int]] = {
     "small": {"n": 105_000, "resolution": 128},
     "large": {"n": 1_300_000, "resolution": 256},
 }
+
+
+def released_encoding(generator: str) -> dict[str, object]:
+    """How the paper's released datasets of `generator` are encoded (reference-implementation.md
+    sec. 1): JPEG with 4:2:0 chroma everywhere (the writers' defaults: MATLAB imwrite, OpenCV
+    imwrite, PIL save), quality 75 for the statistical models (MATLAB's default), 95 otherwise."""
+    quality = 75 if generator.startswith("stat_") else 95
+    return {"format": "jpg", "jpeg_quality": quality, "jpeg_subsampling": "4:2:0"}

@@ -27,14 +27,22 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
-def encode(array: np.ndarray, fmt: str, jpeg_quality: int = 95) -> bytes:
-    """One (H, W, 3) uint8 image as PNG or JPEG bytes (JPEG: 4:4:4, no subsampling)."""
+JPEG_SUBSAMPLING = {"4:4:4": 0, "4:2:0": 2}  # PIL's subsampling codes
+
+
+def encode(array: np.ndarray, fmt: str, jpeg_quality: int = 95,
+           jpeg_subsampling: str = "4:4:4") -> bytes:
+    """One (H, W, 3) uint8 image as PNG or JPEG bytes (JPEG chroma: 4:4:4 or 4:2:0)."""
     buf = io.BytesIO()
     image = Image.fromarray(array, mode="RGB") if array.ndim == 3 else Image.fromarray(array)
     if fmt == "png":
         image.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     elif fmt == "jpg":
-        image.save(buf, format="JPEG", quality=jpeg_quality, subsampling=0)
+        if jpeg_subsampling not in JPEG_SUBSAMPLING:
+            raise UsageError(f"unknown JPEG subsampling {jpeg_subsampling!r} (allowed: "
+                             f"{', '.join(JPEG_SUBSAMPLING)})")
+        image.save(buf, format="JPEG", quality=jpeg_quality,
+                   subsampling=JPEG_SUBSAMPLING[jpeg_subsampling])
     else:
         raise UsageError(f"unknown image format {fmt!r} (allowed: {', '.join(FORMATS)})")
     return buf.getvalue()

@@ -15,7 +15,7 @@ FORMAT_TAG = "noisevision-dataset-v1"
 
 # Fields that define the dataset's content; two runs agreeing on these may fill one folder.
 IDENTITY_FIELDS = ("generator", "config", "seed", "start", "count", "resolution", "format",
-                   "jpeg_quality", "batch_size")
+                   "jpeg_quality", "jpeg_subsampling", "batch_size")
 
 
 @dataclass
@@ -28,6 +28,9 @@ class Manifest:
     resolution: int                # image side in pixels
     format: str                    # "png" or "jpg"
     jpeg_quality: int | None       # JPEG quality (None for PNG)
+    # JPEG chroma subsampling, "4:4:4" or "4:2:0" (None for PNG; JPEG manifests written before
+    # the field existed are 4:4:4, what those versions wrote)
+    jpeg_subsampling: str | None = None
     device: str = "cpu"            # device type that rendered the images (bit-exact on it)
     batch_size: int | None = None  # CUDA: the render batch shape (bytes depend on it); CPU: None
     versions: dict[str, str] = field(default_factory=dict)
@@ -102,6 +105,8 @@ class Manifest:
                 raise bad(f"field {name!r} is {v!r} (allowed: {allowed})")
         if data["format"] == "jpg" and data.get("jpeg_quality") is None:
             raise bad("field 'jpeg_quality' is missing for a JPEG dataset")
+        if data["format"] == "jpg" and data.get("jpeg_subsampling") is None:
+            data = {**data, "jpeg_subsampling": "4:4:4"}  # written before the field existed
         if data["start"] + data["count"] > MAX_INDEX:
             raise bad(f"fields 'start' + 'count' pass the last index {MAX_INDEX - 1}")
         if data["config"].get("resolution", data["resolution"]) != data["resolution"]:
@@ -126,6 +131,8 @@ _FIELD_RULES: dict[str, tuple[tuple[type, ...], Any, str]] = {
     "format": ((str,), lambda v: v in ("png", "jpg"), "png or jpg"),
     "jpeg_quality": ((int, type(None)), lambda v: v is None or 1 <= v <= 100,
                      "null or an integer in 1..100"),
+    "jpeg_subsampling": ((str, type(None)), lambda v: v in (None, "4:4:4", "4:2:0"),
+                         "null, 4:4:4 or 4:2:0"),
     "device": ((str,), lambda v: v in ("cpu", "cuda"), "cpu or cuda"),
     "batch_size": ((int, type(None)), lambda v: v is None or 1 <= v <= 65536,
                    "null or an integer in 1..65536"),

@@ -91,6 +91,7 @@ def _matches(path: Path, fresh: np.ndarray, m: Manifest) -> bool:
 
     from PIL import Image
 
-    ref = np.asarray(Image.open(io.BytesIO(encode(fresh, "jpg", m.jpeg_quality or 95))))
+    ref = np.asarray(Image.open(io.BytesIO(encode(fresh, "jpg", m.jpeg_quality or 95,
+                                                  m.jpeg_subsampling or "4:4:4"))))
     diff = np.abs(stored.astype(np.int16) - ref.astype(np.int16))
     return bool(diff.mean() <= JPEG_MAX_MEAN_ABS and diff.max() <= JPEG_MAX_ABS)

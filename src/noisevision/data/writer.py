@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from noisevision.argtypes import MAX_INDEX
-from noisevision.data.encode import FORMATS, encode, to_uint8, write_atomic
+from noisevision.data.encode import FORMATS, JPEG_SUBSAMPLING, encode, to_uint8, write_atomic
 from noisevision.data.layout import (
     image_path,
     is_dataset_entry,
@@ -151,6 +151,7 @@ def _todo_batches(lo: int, hi: int, done: set[int], bs: int) -> Iterator[list[in
 
 def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 0,
                   start: int = 0, fmt: str = "png", jpeg_quality: int = 95,
+                  jpeg_subsampling: str = "4:4:4",
                   workers: int | None = None,
                   device: str | torch.device = "cpu", shard: Shard | None = None,
                   batch_size: int | None = None, overwrite: bool = False,
@@ -172,6 +173,9 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
         raise UsageError(f"unknown image format {fmt!r} (allowed: {', '.join(FORMATS)})")
     if fmt == "jpg" and not 1 <= jpeg_quality <= 100:
         raise UsageError(f"JPEG quality must be in 1..100, got {jpeg_quality}")
+    if jpeg_subsampling not in JPEG_SUBSAMPLING:
+        raise UsageError(f"unknown JPEG subsampling {jpeg_subsampling!r} (allowed: "
+                         f"{', '.join(JPEG_SUBSAMPLING)})")
     if workers is not None and workers < 1:
         raise UsageError(f"workers must be >= 1, got {workers}")
     if batch_size is not None and batch_size < 1:
@@ -187,6 +191,7 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
     manifest = Manifest.create(generator=generator.name, config=generator.describe()["config"],
                                seed=seed, start=start, count=n, resolution=generator.resolution,
                                format=fmt, jpeg_quality=jpeg_quality if fmt == "jpg" else None,
+                               jpeg_subsampling=jpeg_subsampling if fmt == "jpg" else None,
                                device=dev.type, batch_size=bs if dev.type == "cuda" else None)
     parents = [p for p in out.absolute().parents if not p.exists()]
     fresh = prepare_folder(out, manifest, overwrite)
@@ -202,7 +207,8 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
             print(f"noisevision: {len(damaged)} truncated or empty image file(s) in {out} are "
                   "rendered again", file=sys.stderr)
         nworkers = workers or max(1, os.cpu_count() or 1)
-        job = _Job(out=out, seed=seed, fmt=fmt, jpeg_quality=jpeg_quality)
+        job = _Job(out=out, seed=seed, fmt=fmt, jpeg_quality=jpeg_quality,
+                   jpeg_subsampling=jpeg_subsampling)
         bar = tqdm(total=hi - lo, initial=skipped, unit="img", disable=not progress,
                    desc=generator.name, smoothing=0.05, dynamic_ncols=True)
         batches = _todo_batches(lo, hi, done, bs)
@@ -240,10 +246,11 @@ class _Job:
     seed: int
     fmt: str
     jpeg_quality: int
+    jpeg_subsampling: str = "4:4:4"
 
     def save(self, indices: list[int], arrays) -> int:
         for i, arr in zip(indices, arrays, strict=True):
-            data = encode(arr, self.fmt, self.jpeg_quality)
+            data = encode(arr, self.fmt, self.jpeg_quality, self.jpeg_subsampling)
             path = image_path(self.out, i, self.fmt)
             if not path.parent.is_dir():
                 try:
