@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 from noisevision.errors import UsageError
 from noisevision.stats.cache import atomic_save, cache_dir
@@ -345,3 +346,18 @@ def features_of(state: dict[str, Any], name: str) -> torch.Tensor:
     if not torch.is_tensor(feats) or feats.dim() != 2:
         raise UsageError(f"{name}: the state holds no (N, D) features")
     return feats
+
+
+# summaries of a features tensor (a reference compared with many sources is summarised once),
+# keyed by the tensor object and forgotten with it
+_SUMMARIES: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
+def summary_of(features: torch.Tensor, name: str, compute: Callable[[torch.Tensor], Any]) -> Any:
+    """`compute(features)`, memoised per features tensor object and `name`."""
+    memo = _SUMMARIES.setdefault(features, {})
+    entry = memo.get(name)
+    if entry is None or entry[0] != (tuple(features.shape), features._version):
+        entry = ((tuple(features.shape), features._version), compute(features))
+        memo[name] = entry
+    return entry[1]
