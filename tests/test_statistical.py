@@ -16,13 +16,9 @@ from noisevision.generators.statistical import (
     wmm_targets,
 )
 from noisevision.rng import ImageRandom
+from noisevision.stats.spectrum import channel_power_spectrum as _channel_power
 
 SEED = 11
-
-
-def _channel_power(x: torch.Tensor) -> torch.Tensor:
-    """Power spectrum summed over the 3 channels, (B, H, W // 2 + 1)."""
-    return torch.fft.rfft2(x.double()).abs().square().sum(1)
 
 
 def test_spectrum_slopes_recover_the_sampled_exponents():

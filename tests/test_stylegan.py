@@ -22,48 +22,15 @@ from noisevision.generators.stylegan.filters import (
 from noisevision.generators.stylegan.network import build_layers, channels, num_ws
 from noisevision.generators.stylegan.paths.tied import relu_mix_table
 from noisevision.rng import ImageRandom
+from noisevision.stats.gradients import gradient_kurtosis
+from noisevision.stats.gradients import orientation_coherence as coherence
+from noisevision.stats.spectrum import power_spectrum_slope as spectrum_slope
 
 VARIANTS = ("stylegan_random", "stylegan_highfreq", "stylegan_sparse", "stylegan_oriented")
 SMALL = {"resolution": 64, "width": 0.125}
 
 
-# ---- image statistics used by the claims ------------------------------------------------------
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    return x.double().mean(1)  # (N, H, W)
-
-
-def spectrum_slope(x: torch.Tensor) -> float:
-    """Least-squares slope of log radial power vs log frequency (2 .. n/2 cycles per image)."""
-    g = _gray(x)
-    g = g - g.mean(dim=(1, 2), keepdim=True)
-    n = g.shape[-1]
-    power = torch.fft.fft2(g).abs().square().mean(0)  # (n, n)
-    f = torch.fft.fftfreq(n, dtype=torch.float64) * n
-    r = torch.sqrt(f[:, None] ** 2 + f[None, :] ** 2).round().long()
-    radii = torch.arange(2, n // 2)
-    pr = torch.stack([power[r == k].mean() for k in radii])
-    lx, ly = radii.double().log(), pr.log()
-    lx = lx - lx.mean()
-    return float((lx * (ly - ly.mean())).sum() / lx.square().sum())
-
-
-def gradient_kurtosis(x: torch.Tensor) -> float:
-    """Median over images of the kurtosis of horizontal and vertical differences."""
-    g = _gray(x)
-    d = torch.cat([(g[:, :, 1:] - g[:, :, :-1]).flatten(1), (g[:, 1:] - g[:, :-1]).flatten(1)], 1)
-    d = d - d.mean(1, keepdim=True)
-    return float((d.pow(4).mean(1) / d.square().mean(1).square()).median())
-
-
-def coherence(x: torch.Tensor, window: int = 7) -> float:
-    """Mean structure-tensor coherence (l1 - l2) / (l1 + l2), tensor averaged over a box."""
-    g = _gray(x)[:, None]
-    gx = (g[..., 1:-1, 2:] - g[..., 1:-1, :-2]) / 2
-    gy = (g[..., 2:, 1:-1] - g[..., :-2, 1:-1]) / 2
-    jxx, jyy, jxy = (F.avg_pool2d(t, window, stride=1) for t in (gx * gx, gy * gy, gx * gy))
-    return float((torch.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-12)).mean())
-
-
+# ---- samples (the claims' statistics live in noisevision.stats.spectrum and .gradients) -------
 @pytest.fixture(scope="module")
 def samples() -> dict[str, torch.Tensor]:
     """24 images of each variant at 64 px, width 0.125, seed 0."""

@@ -3,9 +3,6 @@ direct convolutions, and the generator's images with and without them."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,6 +21,7 @@ from noisevision.generators.stylegan.paths.winograd import (
     winograd_conv,
     winograd_upsample,
 )
+from noisevision.stats.spectrum import power_spectrum_slope as spectrum_slope
 
 SMALL = {"resolution": 64, "width": 0.125}  # 64 channels: "auto" takes Winograd at 16-64 px
 
@@ -161,8 +159,6 @@ def test_bfloat16_winograd_keeps_random_smooth():
     # layer (measured 1.7% vs 0.29% rms; 2.6% with the points 0, +-1, +-2, which gave these
     # image figures); in images: mean |diff| to float32 measured 0.0064
     # (direct bfloat16: 0.0018), spectrum slope -3.141 vs -3.144 (24 images, seed 0)
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_stylegan import spectrum_slope
 
     x32 = create_generator("stylegan_random", compute_dtype="float32", **SMALL).generate(8, seed=0)
     x16 = create_generator("stylegan_random", compute_dtype="bfloat16", conv_algorithm="winograd",
@@ -225,8 +221,6 @@ def test_auto_dtype_is_bfloat16_only_for_random_on_cuda_or_a_bf16_cpu(monkeypatc
 
 def test_default_random_stays_within_the_bfloat16_bounds():
     """Whatever "auto" picks on this CPU, the default images stay close to float32 ones."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_stylegan import spectrum_slope
 
     x = create_generator("stylegan_random", **SMALL).generate(8, seed=1)
     x32 = create_generator("stylegan_random", compute_dtype="float32", **SMALL).generate(8, seed=1)
