@@ -184,6 +184,8 @@ class InceptionFeatures:
             path = converted_weights_path()
             try:
                 net = self._build(path)
+            except UsageError:
+                raise
             except Exception:  # a damaged cached conversion: rebuild it once
                 path = converted_weights_path(rebuild=True)
                 net = self._build(path)
@@ -193,6 +195,8 @@ class InceptionFeatures:
                 raise UsageError(f"Inception weights {path} do not exist")
             try:
                 net = self._build(path)
+            except UsageError:
+                raise
             except Exception as exc:
                 raise UsageError(f"Inception weights {path} are not a state dict of "
                                  f"torch-fidelity's {EXTRACTOR_NAME} extractor: "
