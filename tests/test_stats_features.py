@@ -212,35 +212,43 @@ def test_feature_cache_reuses_recomputes_and_separates_versions(tmp_path, one_th
         return torch.arange(12, dtype=torch.float32).reshape(3, 4) + len(calls)
 
     ident = {"extractor": "inception-v3-compat", "weights_sha256": "abc", "torch_fidelity": "0.4.0"}
-    key = {"source": "dead_leaves-squares", "count": 3, "seed": 0, **ident}
+    key = F.feature_cache_key("dead_leaves-squares", 3, 0, ident)
     first = F.cached_features(key, compute, folder=tmp_path)
     again = F.cached_features(key, compute, folder=tmp_path)
     assert len(calls) == 1 and torch.equal(first, again)
 
-    # another extractor version: a separate entry, computed
-    other = F.cached_features({**key, "torch_fidelity": "0.5.0"}, compute, folder=tmp_path)
+    # another extractor version or weights: separate entries, computed
+    newer = F.feature_cache_key("dead_leaves-squares", 3, 0, {**ident, "torch_fidelity": "0.5.0"})
+    other = F.cached_features(newer, compute, folder=tmp_path)
     assert len(calls) == 2 and not torch.equal(other, first)
+    reweighted = F.feature_cache_key("dead_leaves-squares", 3, 0, {**ident, "weights_sha256": "d"})
+    F.cached_features(reweighted, compute, folder=tmp_path)
+    assert len(calls) == 3
 
     # a truncated file: recomputed and rewritten
     path = F.feature_cache_path(key, tmp_path)
     path.write_bytes(path.read_bytes()[:100])
     F.cached_features(key, compute, folder=tmp_path)
-    assert len(calls) == 3
+    assert len(calls) == 4
     F.cached_features(key, compute, folder=tmp_path)
-    assert len(calls) == 3
+    assert len(calls) == 4
 
     # a readable file whose features no longer match their checksum: recomputed
     entry = torch.load(path)
     entry["features"][0, 0] += 1.0
     torch.save(entry, path)
     F.cached_features(key, compute, folder=tmp_path)
-    assert len(calls) == 4
+    assert len(calls) == 5
 
     # an entry stored under another key (a renamed file): not used
     key_b = {**key, "seed": 1}
     path.replace(F.feature_cache_path(key_b, tmp_path))
     F.cached_features(key_b, compute, folder=tmp_path)
-    assert len(calls) == 5
+    assert len(calls) == 6
+
+    # rows that do not match the key's count: never stored
+    with pytest.raises(ValueError, match="count"):
+        F.cached_features({**key, "seed": 2, "count": 4}, compute, folder=tmp_path)
 
 
 # ----------------------------------------------------------------------------- Inception
@@ -277,6 +285,7 @@ def test_converted_weights_are_cached_and_identified(extractor, tmp_path):
     ident = extractor.identity()
     assert ident["weights_sha256"] == F.file_sha256(path)
     assert ident["torch_fidelity"] and ident["extractor"] == "inception-v3-compat"
+    assert F.feature_cache_key("x", 2, 0, extractor)["extractor"] == ident
     bad = tmp_path / "bad.pt"
     torch.save({"x": torch.zeros(1)}, bad)
     with pytest.raises(UsageError, match="not a state dict"):

@@ -209,7 +209,14 @@ class InceptionFeatures:
     def _build(self, path: Path) -> torch.nn.Module:
         cls = _fidelity_extractor_class()
         dtype = "float64" if self.dtype == torch.float64 else "float32"
-        return cls(EXTRACTOR_NAME, ["2048"], feature_extractor_weights_path=str(path),
+        # torch-fidelity unpickles its weights file in full (weights_only=False): it gets tensors
+        # read here with weights_only=True instead, so a tampered file runs no code
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        del state
+        buf.seek(0)
+        return cls(EXTRACTOR_NAME, ["2048"], feature_extractor_weights_path=buf,
                    feature_extractor_internal_dtype=dtype)
 
     def identity(self) -> dict[str, Any]:
@@ -272,6 +279,15 @@ def _tensor_sha256(t: torch.Tensor) -> str:
     return hashlib.sha256(t.contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
 
 
+def feature_cache_key(source: Any, count: int, seed: int | None,
+                      extractor: InceptionFeatures | dict[str, Any]) -> dict[str, Any]:
+    """The cache key of `count` images of `source` (a name, path or JSON-like config that
+    identifies the images, e.g. a dataset manifest hash or a generator config) drawn with `seed`,
+    through `extractor` (an InceptionFeatures or its `identity()`)."""
+    ident = extractor.identity() if isinstance(extractor, InceptionFeatures) else dict(extractor)
+    return {"source": source, "count": int(count), "seed": seed, "extractor": ident}
+
+
 def feature_cache_path(key: dict[str, Any], folder: str | os.PathLike[str] | None = None) -> Path:
     digest = hashlib.sha256(_canonical(key).encode()).hexdigest()[:32]
     base = Path(folder) if folder is not None else cache_dir("features")
@@ -290,7 +306,8 @@ def load_cached_features(key: dict[str, Any],
         ok = (entry.get("key") == _canonical(key) and torch.is_tensor(feats)
               and feats.dtype == torch.float32 and feats.dim() == 2
               and list(feats.shape) == list(entry.get("shape", []))
-              and entry.get("sha256") == _tensor_sha256(feats))
+              and entry.get("sha256") == _tensor_sha256(feats)
+              and ("count" not in key or feats.shape[0] == key["count"]))
     except Exception:
         return None
     return feats if ok else None
@@ -302,7 +319,8 @@ def cached_features(key: dict[str, Any], compute: Callable[[], torch.Tensor],
 
     `key` must name everything the features depend on: the source (e.g. dataset path and
     manifest hash, or generator name and config), the image count, the seed, and the extractor
-    (`InceptionFeatures.identity()`: weights sha256 and versions). A corrupt, truncated or
+    (`InceptionFeatures.identity()`: weights sha256 and versions); `feature_cache_key` builds
+    one. A "count" in the key is checked against the number of rows. A corrupt, truncated or
     mismatched entry is recomputed and replaced, never trusted. Returns (N, D) float32 on CPU.
     """
     feats = load_cached_features(key, folder)
@@ -312,6 +330,8 @@ def cached_features(key: dict[str, Any], compute: Callable[[], torch.Tensor],
     if not torch.is_tensor(feats) or feats.dim() != 2:
         raise ValueError("compute() must return a (N, D) tensor")
     feats = feats.detach().to("cpu", torch.float32).contiguous()
+    if "count" in key and feats.shape[0] != key["count"]:
+        raise ValueError(f"compute() returned {feats.shape[0]} rows for count {key['count']}")
     entry = {"key": _canonical(key), "shape": list(feats.shape), "features": feats,
              "sha256": _tensor_sha256(feats), "cache_format": FEATURE_CACHE_VERSION}
     atomic_save(entry, feature_cache_path(key, folder))
