@@ -29,3 +29,11 @@ def check_images(batch: object, metric: str, square: bool = False,
         raise UsageError(f"{metric}: images must be at least {min_side} px on each side, "
                          f"not {shape[2]}x{shape[3]}")
     return batch
+
+
+def centre_square(images: torch.Tensor) -> torch.Tensor:
+    """The largest centred square of (B, C, H, W) images (a view; square images unchanged)."""
+    h, w = images.shape[-2:]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return images[..., top:top + side, left:left + side]

@@ -14,8 +14,9 @@ overrides it (a converted `.pt` file or an `alexnet.ckpt`). Nothing is downloade
 
 The crops are drawn as pretraining draws them (`ssl.augment`, the small recipe's
 RandomResizedCrop: area 8-100%, aspect 3/4-4/3, resampled to 64 px; no flip, colour or blur,
-so that the distance measures the image's variation, not the augmentation's). Image i of the
-stream (counting from 0 across batches) gets its own `torch.Generator`, seeded from
+so that the distance measures the image's variation, not the augmentation's), from the image's
+largest centred square (pretraining images are square; a square image is used whole). Image i
+of the stream (counting from 0 across batches) gets its own `torch.Generator`, seeded from
 `ImageRandom(seed, i, "stats/coherence")`: its two crops depend only on (seed, i, its size),
 not on the batch size.
 """
@@ -38,7 +39,7 @@ from noisevision.errors import UsageError
 from noisevision.rng import ImageRandom
 from noisevision.ssl.augment import AugmentConfig, apply_views, sample_params, small_augment
 from noisevision.stats import Metric, register_metric
-from noisevision.stats._images import check_images
+from noisevision.stats._images import centre_square, check_images
 from noisevision.stats.cache import atomic_save, cache_dir
 
 INSTALL_LPIPS = "pip install lpips==0.1.4"
@@ -198,9 +199,11 @@ def lpips_distance(model: torch.nn.Module, a: torch.Tensor, b: torch.Tensor) -> 
 
 def crop_pairs(images: torch.Tensor, first_index: int = 0, seed: int = 0,
                config: AugmentConfig = CROP_CONFIG) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two crops of every image ((B, 3, S, S) in [0, 1]) as pretraining draws them: image b's
-    crops come from a generator seeded by ImageRandom(seed, first_index + b, RNG_STREAM).
-    Returns two (B, 3, crop, crop) tensors on the images' device."""
+    """Two crops of every image ((B, 3, H, W) in [0, 1]; of its largest centred square) as
+    pretraining draws them: image b's crops come from a generator seeded by
+    ImageRandom(seed, first_index + b, RNG_STREAM). Returns two (B, 3, crop, crop) tensors on
+    the images' device."""
+    images = centre_square(images)
     b, size = images.shape[0], images.shape[-1]
     indices = torch.arange(first_index, first_index + b)
     words = ImageRandom(seed, indices, RNG_STREAM).bits(1)[:, 0].tolist()
@@ -236,7 +239,7 @@ class CoherenceAccumulator:
         self._model: torch.nn.Module | None = None
 
     def update(self, batch: torch.Tensor) -> None:
-        x = check_images(batch, "coherence", square=True, min_side=8)
+        x = centre_square(check_images(batch, "coherence", min_side=8))
         if self._model is None:
             self._model = load_lpips(self.weights, x.device)
         elif next(self._model.parameters()).device != x.device:

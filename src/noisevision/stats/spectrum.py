@@ -7,7 +7,8 @@ distribution of its alphas.
 
 The fit, per image (`fit_alpha`):
 
-1. grey = mean of R, G and B; its mean is removed;
+1. grey = mean of R, G and B over the image's largest centred square (N x N; a square image
+   whole); its mean is removed;
 2. boundary handling (`boundary`): "periodic" (default) keeps the periodic component of Moisan's
    periodic + smooth decomposition (J. Math. Imaging Vis. 39, 2011): the FFT's wrap-around
    treats opposite borders as neighbours, and their jump adds a cross of ~1/f^2 power that pulls
@@ -42,7 +43,7 @@ import torch
 
 from noisevision.errors import UsageError
 from noisevision.stats import Metric, register_metric
-from noisevision.stats._images import check_images
+from noisevision.stats._images import centre_square, check_images
 
 R_MIN = 2                  # cycles per image: the lowest radius fitted
 R_MAX_FRACTION = 0.4       # the highest radius fitted: floor(0.4 * N) cycles per image
@@ -106,9 +107,10 @@ def _bins(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, tor
 
 def fit_alpha(images: torch.Tensor, boundary: str = "periodic") -> torch.Tensor:
     """Per image the exponent alpha of the amplitude spectrum A / |f|^alpha (see the module
-    docstring): (B, 3, N, N) images in [0, 1] -> (B,) float64 alphas on their device; NaN for
-    a flat image (grey standard deviation < FLAT_STD)."""
-    x = check_images(images, "spectrum", square=True, min_side=MIN_SIDE)
+    docstring): (B, 3, H, W) images in [0, 1] -> (B,) float64 alphas on their device; NaN for
+    a flat image (grey standard deviation < FLAT_STD). Non-square images are fitted on their
+    largest centred square."""
+    x = centre_square(check_images(images, "spectrum", min_side=MIN_SIDE))
     if boundary not in BOUNDARIES:
         raise UsageError(f"spectrum: boundary must be one of {BOUNDARIES}, not {boundary!r}")
     g = _grey(x.float() if x.dtype != torch.float64 else x)   # (B, N, N)
