@@ -404,7 +404,7 @@ def write_analysis(out: str | Path, result: dict) -> Path:
 
 # (figure, x property, y property, colour by accuracy?) as the paper's Figures 6 and 7
 FIGURES = (("fig6a", "colour_kl", "accuracy"), ("fig6b", "alpha_mean", "accuracy"),
-           ("fig6c", "coherence_lpips", "accuracy"), ("fig7a", "fid", "accuracy"),
+           ("fig6c", "perceptual_variation", "accuracy"), ("fig7a", "fid", "accuracy"),
            ("fig7b", "log_volume", "precision_inception"),
            ("fig7c", "log_volume", "recall_inception"))
 PAPER_R = {"colour_kl": -0.57, "fid": -0.85, "recall_inception": 0.83,
