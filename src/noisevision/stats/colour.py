@@ -113,14 +113,13 @@ class LabGaussianAccumulator:
         for i in range(3):
             for j in range(i, 3):
                 m2[i, j] = m2[j, i] = (c[:, i] * c[:, j]).sum(dtype=torch.float64)
-        # the float32 mean used for centring is off by rounding: correct the moments for it
+        # moments about the float32-rounded mean used for centring -> about the float64 mean
         off = c.sum(dim=(0, 2, 3), dtype=torch.float64)                   # (3,)
         m2 -= torch.outer(off, off) / n
         self.images += lab.shape[0]
         if self._mean is None:
-            self._mean, self._m2, self.pixels = mean + off / n, m2, n
+            self._mean, self._m2, self.pixels = mean, m2, n
             return
-        mean = mean + off / n
         dev = self._mean.device
         mean, m2 = mean.to(dev), m2.to(dev)
         total = self.pixels + n
