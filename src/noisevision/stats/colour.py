@@ -80,7 +80,8 @@ def gaussian_kl(mean0: Any, cov0: Any, mean1: Any, cov1: Any) -> float:
     a = torch.linalg.solve_triangular(l1, l0, upper=False)             # L1^-1 L0
     d = torch.linalg.solve_triangular(l1, (m1 - m0)[:, None], upper=False)
     logdet = 2 * (l1.diagonal().log().sum() - l0.diagonal().log().sum())
-    return float(0.5 * (a.square().sum() + d.square().sum() - k + logdet))
+    kl = float(0.5 * (a.square().sum() + d.square().sum() - k + logdet))
+    return max(kl, 0.0)  # >= 0 in exact arithmetic; equal Gaussians round to about -1e-16
 
 
 def symmetric_kl(mean0: Any, cov0: Any, mean1: Any, cov1: Any) -> float:
