@@ -12,8 +12,8 @@ The fit, per image (`fit_alpha`):
 2. boundary handling (`boundary`): "periodic" (default) keeps the periodic component of Moisan's
    periodic + smooth decomposition (J. Math. Imaging Vis. 39, 2011): the FFT's wrap-around
    treats opposite borders as neighbours, and their jump adds a cross of ~1/f^2 power that pulls
-   every alpha of a non-periodic image towards 1.8 (measured); the decomposition removes exactly
-   that and keeps all frequencies. "hann" multiplies by a separable Hann window instead (biased
+   every alpha of a non-periodic image towards 1.8-2.1 (measured); the decomposition removes
+   exactly that and keeps all frequencies. "hann" multiplies by a separable Hann window (biased
    high for steep spectra: +0.05 at alpha 2, +0.15 at 2.5, 64 px), "none" fits the raw image;
 3. the amplitude |FFT| of every frequency with integer-rounded radius r (cycles per image) in
    the band FIT_BAND: R_MIN = 2 <= r <= floor(R_MAX_FRACTION * N) = 0.4 N (0.8 of Nyquist:
