@@ -105,6 +105,15 @@ export -f pt17
 want pretrain17 && step 60 pretrain17_noprefetch bash -c 'pt17 0'
 want pretrain17 && step 60 pretrain17_prefetch bash -c 'pt17 1'
 
+# issue 12: the analysis on a GPU (Inception >= 3,000 img/s end to end; LPIPS coherence of
+# 10,000 images in < 10 s). Needs the analysis packages (scripts/setup.sh installs them; on a
+# bare GPU machine carry their wheels). Run with: bash benchmarks/gpu.sh analysis12
+want analysis12 && step 240 features12 python3 benchmarks/bench_features.py --device cuda \
+    --n 4096 --batch 256 --fid-check 2000 --metrics-n 50000
+want analysis12 && step 240 analyze12 bash -c 'NOISEVISION_CACHE=$OUT/cache /usr/bin/time -v \
+    python3 -m noisevision analyze stylegan_oriented dead_leaves_shapes --n 10000 \
+    --n-inception 10000 --device cuda --batch-size 500 --out $OUT/analyze12 --quiet'
+
 echo "== summary"
 for f in "$OUT"/*.log; do
     grep -H "img/s\|images/s\|FAIL\|all GPU checks\|Error\|^ok   dataset\|GiB\|TFLOP\|^== .* rc " "$f" \

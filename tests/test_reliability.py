@@ -459,6 +459,17 @@ def _bad_invocations(d: Path) -> list[list[str]]:
         ["probe", "--encoder", f"{d}/evil.pth", "--data", "fashion-mnist", "--k", "0"],
         ["probe", "--encoder", f"{d}/evil.pth", "--data", "fashion-mnist", "--temperature",
          "-1"],
+        # analyze
+        ["analyze"], ["analyze", "nosuch_generator", "--metrics", "colour"],
+        ["analyze", GEN, "--metrics", "colur"], ["analyze", GEN, "--metrics", ","],
+        ["analyze", GEN, "--n", "0"], ["analyze", GEN, "--out", f"{d}/afile"],
+        ["analyze", f"{d}/empty", "--metrics", "colour"],
+        ["analyze", f"{d}/missing_folder", "--metrics", "colour"],
+        ["analyze", GEN, "--metrics", "prc", "--n-inception", "2"],
+        ["analyze", "--correlate", f"{d}/afile"],
+        ["analyze", "--correlate", f"{d}/afile", "--properties", f"{d}/afile"],
+        ["analyze", f"{d}/nonimages", "--metrics", "colour", "--reference", f"{d}/nonimages"],
+        ["analyze", GEN, "--metrics", "colour", "--reference", f"{d}/imgs", "--n", "100"],
         # demo
         ["demo", "--out", f"{d}/afile"], ["demo", "--out", f"{d}/folder"],
         ["demo", "--out", f"{d}/folder", "--overwrite"], ["demo", "--families", "nosuch"],
