@@ -39,7 +39,7 @@ try:
 except Exception:  # noqa: BLE001 - no triton: the torch renderer is used
     triton = None
 
-from noisevision.device import triton_wanted
+from noisevision.device import triton_available
 
 NF = 24  # numbers per leaf in the table
 (F_MODE, F_TOP, F_BOTTOM, F_CX, F_CY, F_SIZE) = range(6)
@@ -50,13 +50,9 @@ _BIG = 2**31 - 1
 
 
 def available(device: torch.device) -> bool:
-    """Whether the fused rasteriser runs on `device`: CUDA (unless NOISEVISION_TRITON=0), or
-    CPU under TRITON_INTERPRET=1 (tests)."""
-    if triton is None:
-        return False
-    if device.type == "cpu":
-        return os.environ.get("TRITON_INTERPRET") == "1"
-    return triton_wanted(device)
+    """Whether the fused rasteriser runs on `device`: noisevision.device.triton_available (CUDA
+    unless NOISEVISION_TRITON=0, or CPU under TRITON_INTERPRET=1 for tests)."""
+    return triton is not None and triton_available(device)
 
 
 if triton is not None:

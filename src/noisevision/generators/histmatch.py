@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from noisevision.device import triton_wanted
+from noisevision.device import triton_available, triton_wanted
 
 
 @dataclass
@@ -98,7 +98,8 @@ def _use_triton(x: torch.Tensor, bins: int) -> bool:
         return False
     from noisevision.generators import histmatch_triton as ht
 
-    return ht.triton is not None and bins <= ht.MAX_BINS
+    return (ht.triton is not None and bins <= ht.MAX_BINS
+            and (FORCE_TRITON or triton_available(x.device)))
 
 
 def _tables(counts: torch.Tensor, n: int, t_edges: torch.Tensor, t_cdf: torch.Tensor,
