@@ -71,8 +71,11 @@ def test_analyze_writes_a_table_and_reuses_cached_features(tmp_path, monkeypatch
     assert main(args) == 0
     result = json.loads((out / "analysis.json").read_text())
     rows = {r["source"]: r for r in result["rows"]}
-    assert set(rows) == {"dead_leaves_squares", "stat_spectrum"}
-    for r in rows.values():
+    assert set(rows) == {"dead_leaves_squares", "stat_spectrum", f"{ref} (reference)"}
+    assert rows[f"{ref} (reference)"]["colour_kl"] == pytest.approx(0, abs=1e-9)
+    assert abs(rows[f"{ref} (reference)"]["fid"]) < 1e-3
+    for name in ("dead_leaves_squares", "stat_spectrum"):
+        r = rows[name]
         assert r["colour_kl"] > 0 and r["fid"] > 0 and 0 < r["alpha_mean"] < 5
     assert "| dead_leaves_squares |" in (out / "analysis.md").read_text()
     # the second analysis of the same sources extracts no features

@@ -346,7 +346,10 @@ def analyze(sources: list[str], reference: str = PHOTOS, *, cfg: AnalysisConfig)
 
         extractor = InceptionFeatures(dev, weights=cfg.weights)
     ref_states = source_states(ref, cfg, metrics, dev, extractor)
-    rows = []
+    # the reference against itself: its own alpha, coherence, volume (its distances are ~0)
+    rows = [{"source": f"{reference} (reference)", "kind": ref.kind,
+             **{k: v for m in metrics for k, v in m.compare(ref_states[m.name],
+                                                            ref_states[m.name]).items()}}]
     for src in srcs:
         states = source_states(src, cfg, metrics, dev, extractor)
         row: dict[str, Any] = {"source": src.spec, "kind": src.kind}
