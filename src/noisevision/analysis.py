@@ -315,10 +315,9 @@ def source_states(source: ImageSource, cfg: AnalysisConfig, metrics: list, devic
     if inception_metrics:
         if feats is None:
             feats = cached_features(key, lambda: torch.cat(chunks))
+        shared = {"features": feats}  # one copy for every Inception metric (N x 2048 each)
         for m in inception_metrics:
-            acc = m.accumulator()
-            acc.update(feats)
-            states[m.name] = acc.state()
+            states[m.name] = shared
     return states
 
 
