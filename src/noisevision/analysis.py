@@ -31,7 +31,6 @@ import torch
 from noisevision.errors import UsageError
 
 PHOTOS = "photos"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 
 
 @dataclass
@@ -88,10 +87,10 @@ class ImageSource:
 
 
 def _render_worker(desc: dict, tasks, results, parent: int) -> None:
-    from noisevision.data.writer import _die_with_parent
     from noisevision.generators.base import generator_from_description
+    from noisevision.safety import die_with_parent
 
-    _die_with_parent(parent)
+    die_with_parent(parent)
     torch.set_num_threads(1)
     gen = generator_from_description(desc)
     while (task := tasks.get()) is not None:
@@ -173,10 +172,9 @@ def open_source(spec: str, *, device: torch.device | str = "cpu",
             files = [str(image_path(path, i, m.format)) for i in sorted(present)]
             ident = {"kind": "dataset", "identity": m.identity(), "present": len(files)}
             return ImageSource(spec, "dataset", ident, len(files), m.resolution, files)
-        files = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
-                       and p.is_file() and not any(q.startswith(".") for q in p.parts[-2:]))
-        if not files:
-            raise UsageError(f"{spec} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        from noisevision.ssl.sources import scan_folder
+
+        files = scan_folder(path)  # recursive, sorted, hidden files skipped, none: UsageError
         stats = [(f, os.stat(f).st_size, int(os.stat(f).st_mtime)) for f in files]
         ident = {"kind": "folder", "path": str(path.resolve()), "files": _digest(stats)}
         return ImageSource(spec, "folder", ident, len(files), None, files)

@@ -1,4 +1,5 @@
-"""Checks that run before any side effect: output paths, memory, and folders noisevision owns.
+"""Checks that run before any side effect (output paths, memory, folders noisevision owns) and
+worker processes that end with their parent.
 
 Every command that writes validates its inputs and its output path first, so bad input leaves
 nothing behind; every command that removes or replaces files removes only what noisevision
@@ -12,6 +13,8 @@ import errno
 import os
 import stat
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -162,3 +165,33 @@ def remove_owned(root: Path, entries: Iterable[str]) -> int:
             p.unlink(missing_ok=True)
             n += 1
     return n
+
+
+# --------------------------------------------------------------------------- processes
+
+def die_with_parent(parent: int) -> None:
+    """Make this worker process end when its parent does, even after a kill -9 of the parent.
+
+    Linux: the kernel sends SIGKILL on the parent's death (PR_SET_PDEATHSIG). Everywhere: a
+    watchdog thread exits when the parent's pid changes (the worker was re-parented).
+    `parent` is the pid the parent passed: a parent killed while this process was still
+    starting is noticed too.
+    """
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="noisevision-parent-watch").start()

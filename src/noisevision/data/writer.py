@@ -14,8 +14,6 @@ import multiprocessing as mp
 import os
 import queue
 import sys
-import threading
-import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,7 +36,7 @@ from noisevision.device import one_cpu_thread, resolve_device
 from noisevision.errors import UsageError
 from noisevision.generators.base import Generator, generator_from_description
 from noisevision.paper import DATASET_SCALES
-from noisevision.safety import check_fits
+from noisevision.safety import check_fits, die_with_parent
 
 SCALES = DATASET_SCALES  # the paper's dataset sizes, `generate --scale small|large`
 
@@ -283,37 +281,9 @@ def _write_threads(generator: Generator, job: _Job, batches: Iterator[list[int]]
             raise
 
 
-def _die_with_parent(parent: int) -> None:
-    """Make this worker process end when its parent does, even after a kill -9 of the parent.
-
-    Linux: the kernel sends SIGKILL on the parent's death (PR_SET_PDEATHSIG). Everywhere: a
-    watchdog thread exits when the parent's pid changes (the worker was re-parented).
-    `parent` is the pid the parent passed: a parent killed while this process was still
-    starting is noticed too.
-    """
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="noisevision-parent-watch").start()
-
-
 def _worker(desc: dict, job: _Job, tasks, results, parent: int) -> None:
     """A CPU rendering process: one intra-op thread, whole batches rendered and written."""
-    _die_with_parent(parent)
+    die_with_parent(parent)
     torch.set_num_threads(1)
     try:
         generator = generator_from_description(desc)

@@ -113,6 +113,9 @@ class Generator(abc.ABC):
         idx = as_index_tensor(list(indices) if not isinstance(indices, torch.Tensor) else indices,
                               device=dev)
         bs = batch_size or self.default_batch_size(dev)
+        if 0 < idx.numel() <= bs:  # one batch (training, the writer): no copy into `out`
+            x = self.render_batch(idx, seed, bs).clamp_(0.0, 1.0)
+            return x.float() if dtype == torch.float32 else to_uint8_tensor(x)
         r = self.resolution
         out = torch.empty(idx.numel(), 3, r, r, dtype=dtype, device=dev)
         for i in range(0, idx.numel(), bs):

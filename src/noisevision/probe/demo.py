@@ -105,7 +105,7 @@ _REPORT_FILES = (REPORT_MARKER, "report.md", "results.json", "results.md", "resu
 
 def _is_report_entry(rel: str, is_dir: bool) -> bool:
     """Whether `rel` is a path `noisevision demo` writes in its report folder."""
-    from noisevision.ssl.train import RUN_FILES
+    from noisevision.ssl.train import is_run_file
 
     parts = rel.split("/")
     if len(parts) == 1:
@@ -121,10 +121,7 @@ def _is_report_entry(rel: str, is_dir: bool) -> bool:
         if len(parts) == 2:
             return is_dir
         if len(parts) == 3:
-            from noisevision.ssl.train import _is_temporary
-
-            return (parts[2] in RUN_FILES and is_dir == (parts[2] == "tensorboard")) or (
-                not is_dir and _is_temporary(parts[2]))
+            return is_run_file(parts[2]) and is_dir == (parts[2] == "tensorboard")
         return parts[2] == "tensorboard"
     return False
 

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from noisevision.data.encode import write_atomic
 from noisevision.errors import UsageError, check
 from noisevision.paper import DATASET_SCALES
 from noisevision.provenance import provenance
@@ -196,7 +197,8 @@ def build_model(cfg: PretrainConfig) -> nn.Module:
                     mlp=cfg.moco_mlp, bn=cfg.moco_bn, seed=cfg.seed)
 
 
-# Files a run folder may hold: all written by `pretrain` (``*.tmp`` by a killed save).
+# Files a run folder may hold: all written by `pretrain`; the ``*.tmp`` names are temporaries of
+# earlier versions (today's are hidden write_atomic temporaries, see `_is_temporary`).
 RUN_FILES = ("config.json", "config.json.tmp", "log.jsonl", "log.jsonl.tmp", "checkpoint.pt",
              "checkpoint.pt.tmp", "encoder.pt", "encoder.pt.tmp", "tensorboard")
 # Fields that `--resume` may change: they do not change what the finished run computes, except
@@ -223,7 +225,7 @@ def _run_folder_state(run: Path) -> str:
     entries = sorted(os.listdir(run))
     if not entries:
         return "new"
-    foreign = [e for e in entries if e not in RUN_FILES and not _is_temporary(e)]
+    foreign = [e for e in entries if not is_run_file(e)]
     if foreign:
         raise UsageError(f"{str(run)!r} holds files that `pretrain` did not write "
                          f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}): "
@@ -236,6 +238,11 @@ def _is_temporary(name: str) -> bool:
     parts = name.split(".")
     return (name.startswith(".") and name.endswith(".tmp") and len(parts) >= 4
             and ".".join(parts[1:-2]) in RUN_FILES and parts[-2].isdigit())
+
+
+def is_run_file(name: str) -> bool:
+    """Whether `name` (an entry of a run folder) is one `pretrain` writes, or its temporary."""
+    return name in RUN_FILES or _is_temporary(name)
 
 
 def _stored_config(run: Path) -> dict | None:
@@ -280,7 +287,8 @@ def resume_config(stored: PretrainConfig, given: PretrainConfig, explicit: set[s
             raise UsageError(
                 f"--resume cannot change {name} ({old!r} in the run, {new!r} given {flag}): "
                 f"it would change what the run computes; drop {flag} or start a new run "
-                f"(another --out). Changeable on resume: {', '.join(RESUME_CHANGEABLE[:-1])}")
+                "(another --out). Changeable on resume: "
+                + ", ".join("--" + c.replace("_", "-") for c in RESUME_CHANGEABLE))
         if name == "epochs" and new < epochs_done:
             raise UsageError(f"--epochs {new} is below the {epochs_done} epochs this run has "
                              "completed (allowed: >= the completed epochs)")
@@ -329,7 +337,6 @@ def _prepare_run_folder(config: PretrainConfig, resume: bool,
         stored = _stored_config(run) if resume else None
         if stored is not None:
             given = {k: getattr(config, k) for k in explicit if getattr(config, k) is not None}
-            stored = {k: v for k, v in stored.items() if k not in ("out", *LEGACY_FIELDS)}
             config = PretrainConfig(**{**stored, **given, "out": config.out})
         elif resume and "data" not in explicit:
             raise UsageError(f"run folder {str(run)!r} has no readable config.json and no "
@@ -363,9 +370,7 @@ def _trim_log(path: Path, done: int) -> None:
             continue
         if isinstance(rec, dict) and rec.get("global_step", 0) <= done:
             keep.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in keep))
-    os.replace(tmp, path)
+    write_atomic(path, "".join(k + "\n" for k in keep).encode())
 
 
 def _check_cache_memory(source: DataSource, cfg: PretrainConfig, dev: torch.device,
@@ -435,9 +440,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False,
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2).encode())
 
 
 class _Trainer:
