@@ -263,7 +263,9 @@ def test_resume_honours_epochs_and_refuses_other_changes(images, tmp_path, capsy
                                ("--seed", "3", "seed"), ("--batch-size", "16", "batch_size"),
                                ("--crop", "16", "crop")):
         rc, err = cli(capsys, *base, flag, value)
-        assert rc == 2 and f"--resume cannot change {field}" in one_line_error(err)
+        msg = one_line_error(err)
+        assert rc == 2 and f"--resume cannot change {field}" in msg
+        assert "--epochs" in msg and "--compile" in msg  # every changeable flag is named
     # the same values are accepted; more epochs are honoured
     rc, err = cli(capsys, *base, "--data", images, "--lr", "0.01", "--epochs", "2")
     assert rc == 0, err

@@ -540,3 +540,14 @@ def correlation_markdown(result: dict) -> str:
                   f"- precision vs recall: r = {e['precision_vs_recall']['pearson']:.2f} "
                   "(paper: -0.88)"]
     return "\n".join(lines) + "\n"
+
+
+def write_correlation(out: str | Path, result: dict) -> tuple[Path, list[str]]:
+    """correlation.json, correlation.md and the figures into `out` (files written atomically)."""
+    from noisevision.data.encode import write_atomic
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "correlation.json", json.dumps(result, indent=2, default=str).encode())
+    write_atomic(out / "correlation.md", correlation_markdown(result).encode())
+    return out, draw_figures(result, out)

@@ -514,14 +514,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                              "`noisevision analyze`)")
         result = analysis.correlate(args.correlate, args.properties, task=args.task,
                                     method=args.method)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "correlation.json").write_text(json.dumps(result, indent=2, default=str))
-        text = analysis.correlation_markdown(result)
-        (out / "correlation.md").write_text(text)
-        figures = analysis.draw_figures(result, out)
-        print(text + f"wrote {out / 'correlation.json'}, correlation.md and {len(figures)} "
-              "figure files")
+        out, figures = analysis.write_correlation(args.out, result)
+        print(analysis.correlation_markdown(result) + f"wrote {out / 'correlation.json'}, "
+              f"correlation.md and {len(figures)} figure files")
         return 0
     if not args.sources:
         raise UsageError("say what to analyze: SOURCE... (generator names, dataset or image "
