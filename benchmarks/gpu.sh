@@ -86,6 +86,10 @@ want overlap17 && both 90 overlap17_small python3 benchmarks/bench_overlap.py --
     --data stylegan_oriented --steps 10 --warmup 2
 want overlap17 && both 120 overlap17_moco python3 benchmarks/bench_overlap.py --recipe moco \
     --data dead_leaves_shapes --steps 8 --warmup 2
+# squares first in a fresh process, after the Triton specialisation fix (rng_triton)
+want squares17 && both 60 squares17 python3 benchmarks/bench_dead_leaves.py --device cuda \
+    --batch-size 512 --resolutions 128 --images 8192 --variants dead_leaves_squares \
+    dead_leaves_oriented dead_leaves_shapes
 want check17 && step 120 check17 python3 benchmarks/gpu_check.py
 want profile17 && step 45 profile17_deadleaves python3 benchmarks/profile_generator.py \
     dead_leaves_shapes --device cuda --resolution 128 --batch 512
@@ -106,13 +110,31 @@ want pretrain17 && step 60 pretrain17_noprefetch bash -c 'pt17 0'
 want pretrain17 && step 60 pretrain17_prefetch bash -c 'pt17 1'
 
 # issue 12: the analysis on a GPU (Inception >= 3,000 img/s end to end; LPIPS coherence of
-# 10,000 images in < 10 s). Needs the analysis packages (scripts/setup.sh installs them; on a
-# bare GPU machine carry their wheels). Run with: bash benchmarks/gpu.sh analysis12
-want analysis12 && step 240 features12 python3 benchmarks/bench_features.py --device cuda \
-    --n 4096 --batch 256 --fid-check 2000 --metrics-n 50000
-want analysis12 && step 240 analyze12 bash -c 'NOISEVISION_CACHE=$OUT/cache /usr/bin/time -v \
-    python3 -m noisevision analyze stylegan_oriented dead_leaves_shapes --n 10000 \
-    --n-inception 10000 --device cuda --batch-size 500 --out $OUT/analyze12 --quiet'
+# 10,000 images in < 10 s; memory flat in N). Needs torch-fidelity and lpips (pure-Python wheels)
+# and the converted weights, which exceed the 64 MiB carry limit as float32: here,
+#   python benchmarks/carry_weights.py pack .devcarry && (cd .devcarry && pip download --no-deps
+#       --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64
+#       torch-fidelity==0.4.0 lpips==0.1.4)
+# with /.devcarry/ in .git/info/exclude and `.devcarry` carried; the step installs the wheels
+# and unpacks the weights (float16-rounded Inception, see carry_weights.py) into a cache.
+if want analysis12 && [ -d .devcarry ]; then
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .devcarry/*.whl
+    export PYTHONPATH="$PYTHONPATH:/tmp/site" NOISEVISION_CACHE=/tmp/nvcache
+    python3 benchmarks/carry_weights.py unpack .devcarry
+    python3 -m noisevision generate stat_spectrum --n 10000 --resolution 256 --format jpg \
+        --device cuda --out /tmp/folder12 --quiet
+fi
+F12="python3 benchmarks/bench_features.py --device cuda --n 4096 --batch 250 --source-batch 500"
+want analysis12 && step 150 features12 $F12 --no-channels-last --fid-check 2000 --metrics-n 10000 \
+    --sources stat_spectrum,/tmp/folder12 --source-resolution 256 --source-n 10000,50000 \
+    --coherence 10000
+want analysis12 && step 120 features12_cl $F12 --fid-check 2000 \
+    --sources dead_leaves_shapes,stylegan_oriented --source-resolution 256 --source-n 10000 \
+    --coherence 10000
+want analysis12 && step 150 analyze12 bash -c 'time python3 -m noisevision analyze \
+    stylegan_oriented dead_leaves_shapes --reference /tmp/folder12 --n 10000 \
+    --n-inception 10000 --device cuda --batch-size 500 --out $OUT/analyze12 --quiet; \
+    cat $OUT/analyze12/*.md'
 
 echo "== summary"
 for f in "$OUT"/*.log; do

@@ -43,6 +43,10 @@ def test_sources_are_read_the_same_way(tmp_path):
     src = analysis.open_source(str(ds))
     assert src.kind == "dataset" and src.available == 5
     assert torch.equal(torch.cat(list(src.batches(5, batch=3))), want)
+    # files decoded by several threads (batches read ahead) come back in index order
+    threaded = analysis.open_source(str(ds), workers=3)
+    assert torch.equal(torch.cat(list(threaded.batches(5, batch=2))), want)
+    assert torch.equal(torch.cat(list(threaded.batches(3, batch=1))), want[:3])
     # two processes render the same bytes, in order
     par = analysis.open_source("dead_leaves_squares", resolution=32, workers=2)
     assert torch.equal(torch.cat(list(par.batches(5, batch=2))), want)
@@ -54,6 +58,8 @@ def test_sources_are_read_the_same_way(tmp_path):
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "imgs" / "zz.png")
     with pytest.raises(UsageError, match="different sizes"):
         list(analysis.open_source(str(tmp_path / "imgs")).batches(5))
+    with pytest.raises(UsageError, match="different sizes"):
+        list(analysis.open_source(str(tmp_path / "imgs"), workers=2).batches(5, batch=2))
     for bad, needle in (("nosuch_generator", "unknown generator"),
                         (str(tmp_path / "missing"), "does not exist"),
                         (str(tmp_path / "imgs" / "000.png"), "is a file")):

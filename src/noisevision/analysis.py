@@ -45,7 +45,7 @@ class ImageSource:
     _files: list[str] = field(default_factory=list, repr=False)
     _generator: Any = field(default=None, repr=False)
     _device: torch.device = field(default_factory=lambda: torch.device("cpu"), repr=False)
-    workers: int = 1              # CPU rendering processes of a generator source
+    workers: int = 1              # CPU processes rendering a generator, or threads decoding files
 
     def check_count(self, n: int, what: str) -> None:
         if self.available is not None and self.available < n:
@@ -60,18 +60,15 @@ class ImageSource:
             if self._device.type == "cpu" and self.workers > 1 and len(starts) > 1:
                 yield from _render_in_processes(self._generator, starts, n, batch, self.workers)
                 return
-            for i in starts:
+            for i in starts:  # on a GPU the images stay there (the metrics run there too)
                 idx = torch.arange(i, min(n, i + batch), device=self._device)
-                yield self._generator.images(idx, 0, dtype=torch.uint8).cpu()
+                yield self._generator.images(idx, 0, dtype=torch.uint8)
             return
         if self.kind == "photos":
             yield from _photo_batches(n, self.resolution or 128, batch)
             return
-        from noisevision.data.encode import read_rgb
-
         shape = None
-        for i in range(0, n, batch):
-            arrays = [read_rgb(f) for f in self._files[i:i + batch]]
+        for i, arrays in _decoded_batches(self._files[:n], batch, self.workers):
             for f, a in zip(self._files[i:i + batch], arrays, strict=True):
                 if shape is None:
                     shape = a.shape
@@ -84,6 +81,29 @@ class ImageSource:
 
     def key(self, n: int) -> dict[str, Any]:
         return {**self.identity, "n": n}
+
+
+def _decoded_batches(files: list[str], batch: int,
+                     workers: int) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """(start, decoded arrays) per batch of `files`, in order, decoded by `workers` threads
+    (PIL releases the interpreter lock while it decodes) with the next batch read ahead."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from noisevision.data.encode import read_rgb
+
+    starts = list(range(0, len(files), batch))
+    if workers <= 1:
+        for i in starts:
+            yield i, [read_rgb(f) for f in files[i:i + batch]]
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending = [pool.map(read_rgb, files[i:i + batch]) for i in starts[:2]]
+        for k, i in enumerate(starts):
+            arrays = list(pending.pop(0))
+            if k + 2 < len(starts):
+                j = starts[k + 2]
+                pending.append(pool.map(read_rgb, files[j:j + batch]))
+            yield i, arrays
 
 
 def _render_worker(desc: dict, tasks, results, parent: int) -> None:
@@ -171,13 +191,14 @@ def open_source(spec: str, *, device: torch.device | str = "cpu",
 
             files = [str(image_path(path, i, m.format)) for i in sorted(present)]
             ident = {"kind": "dataset", "identity": m.identity(), "present": len(files)}
-            return ImageSource(spec, "dataset", ident, len(files), m.resolution, files)
+            return ImageSource(spec, "dataset", ident, len(files), m.resolution, files,
+                               workers=workers)
         from noisevision.ssl.sources import scan_folder
 
         files = scan_folder(path)  # recursive, sorted, hidden files skipped, none: UsageError
         stats = [(f, os.stat(f).st_size, int(os.stat(f).st_mtime)) for f in files]
         ident = {"kind": "folder", "path": str(path.resolve()), "files": _digest(stats)}
-        return ImageSource(spec, "folder", ident, len(files), None, files)
+        return ImageSource(spec, "folder", ident, len(files), None, files, workers=workers)
     if path.exists():
         raise UsageError(f"source {spec!r} is a file (allowed: a generator name, a folder of "
                          f"images or {PHOTOS!r})")
@@ -272,7 +293,7 @@ class AnalysisConfig:
     device: str = "auto"
     batch: int = 64
     weights: str | None = None       # Inception weights file (default: converted, cached)
-    workers: int = 1                 # CPU: processes rendering a generator source
+    workers: int = 1                 # CPU processes rendering a generator; threads decoding files
     # keyword arguments of a metric's accumulator, e.g. {"coherence": {"weights": PATH}}
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     progress: bool = True

