@@ -12,6 +12,7 @@ APT_PACKAGES=(
   dataset-fashion-mnist   # Fashion-MNIST for `noisevision probe --data fashion-mnist` / demo
   lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds palapeli-data
   plasma-workspace-wallpapers   # photographs of the photo-crops task
+  chromium                # headless browser: tests/test_study.py opens the study's report.html
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -544,6 +544,62 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- study (handler: noisevision.study.commands) ---------------------------------------------
+
+def _add_study(p: argparse.ArgumentParser) -> None:
+    from noisevision.study.budgets import BUDGET_NAMES
+
+    p.add_argument("--families", default=None,
+                   help="comma-separated families: generator names, a+b (or a:2+b) mixtures, "
+                        "image folders")
+    p.add_argument("--family", action="append", default=None, metavar="SPEC",
+                   help="one more family, in pretrain's --data spelling (a:1,b:1 is a "
+                        "mixture); repeatable")
+    p.add_argument("--tasks", default=None,
+                   help="comma-separated tasks: fashion-mnist, photo-crops, ImageFolder DIRs or "
+                        "suites (default: photo-crops,fashion-mnist)")
+    p.add_argument("--budget", choices=BUDGET_NAMES, default=None,
+                   help="tiny = smoke test, small = this CPU (~5-10 min a family), paper = the "
+                        "paper's small scale on a GPU, custom = small with your overrides "
+                        "(default: small on a CPU, paper on a GPU)")
+    p.add_argument("--recipe", choices=("small", "moco"), default=None,
+                   help="pretraining recipe (default small: SmallAlexNet, Alignment + "
+                        "Uniformity)")
+    p.add_argument("--out", default="noisevision-study", help="study folder "
+                   "(default ./noisevision-study)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--seed", type=seed_int, default=None, help="default 0")
+    for flag, kind, what in (("--epochs", positive_int, "pretraining epochs"),
+                             ("--images", count_int, "images per family's index set"),
+                             ("--batch-size", positive_int, "pretraining batch"),
+                             ("--lr", positive_float, "pretraining learning rate"),
+                             ("--width", positive_float, "SmallAlexNet channel multiplier"),
+                             ("--crop", positive_int, "crop side, px"),
+                             ("--resolution", resolution_int, "rendered image side, px"),
+                             ("--probe-epochs", positive_int, "linear probe epochs"),
+                             ("--n", count_int, "images per family/task for image metrics"),
+                             ("--n-inception", count_int, "images for Inception metrics")):
+        p.add_argument(flag, type=kind, default=None, help=f"override: {what}")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated analysis metrics (default: all)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the study in --out with its stored settings")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a study made with other settings (only files a study wrote)")
+    p.add_argument("--parallel", type=positive_int, default=1,
+                   help="families run at once in worker processes (default 1; on several GPUs: "
+                        "one per GPU)")
+    p.add_argument("--gpus-per-family", type=positive_int, default=1,
+                   help="GPUs per family; > 1 pretrains under torchrun (DDP)")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true")
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    from noisevision.study.commands import run_study_command
+    return run_study_command(args)
+
+
 COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler]] = [
     ("list", "list generators with a one-line description", _add_list, _cmd_list),
     ("preview", "render a labelled contact sheet of a generator", _add_preview, _cmd_preview),
@@ -558,6 +614,8 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handle
     ("analyze", "measure the paper's properties of image sources (colour, spectrum, "
      "coherence, FID, KID, precision/recall, log-volume) and correlate them with accuracy",
      _add_analyze, _cmd_analyze),
+    ("study", "the paper's experiment: pretrain on every family, probe every task, measure "
+     "properties, report.html with Figures 3, 4, 6, 7 (resumable)", _add_study, _cmd_study),
 ]
 
 
