@@ -195,7 +195,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(study, tmp_path, capsys
         (["--families", ","], "empty"),
         (["--families", "dead_leaves_shapes", "--images", str(2**36), "--resolution", "512"],
          "largest that fits is --images"),
-        (["--families", "dead_leaves_shapes", "--crop", "64"], "larger than"),
+        (["--families", "dead_leaves_shapes", "--crop", "128"], "larger than"),
+        (["--families", "stylegan_oriented", "--resolution", "48"], "not supported"),
     ]
     for extra, expected in cases:
         assert main(["study", "--budget", "tiny", "--out", str(fresh), *extra]) == 2, extra

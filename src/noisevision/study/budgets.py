@@ -68,7 +68,7 @@ class StudyBudget:
 
 
 BUDGETS: dict[str, StudyBudget] = {
-    "tiny": StudyBudget(width=0.125, crop=32, image_size=48, images=64, epochs=1, batch_size=32,
+    "tiny": StudyBudget(width=0.125, crop=32, image_size=64, images=64, epochs=1, batch_size=32,
                         lr=None, photo_train=8, photo_val=4, photo_limit=10, fashion_train=200,
                         fashion_val=100, probe_epochs=5, sample_images=4, analysis_n=32,
                         analysis_n_inception=16),
@@ -96,7 +96,8 @@ def resolve_budget(name: str, overrides: dict | None = None) -> StudyBudget:
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
         raise UsageError(f"unknown budget {name!r} (allowed: {', '.join(BUDGET_NAMES)}){hint}")
     base = BUDGETS["small" if name == "custom" else name]
-    changes = {OVERRIDES[k]: v for k, v in (overrides or {}).items() if v is not None}
+    changes = {OVERRIDES[k]: v for k, v in (overrides or {}).items()
+               if k in OVERRIDES and v is not None}
     if "metrics" in (overrides or {}) and overrides["metrics"] is not None:
         changes["metrics"] = tuple(overrides["metrics"])
     if changes.get("image_size") and "crop" not in changes:

@@ -85,6 +85,17 @@ def check_family(family: str) -> None:
     parse_data_spec(family_data_spec(family))  # bad weights
 
 
+def check_resolution(family: str, side: int) -> None:
+    """Every generator of a family renders at the budget's side (a StyleGAN family needs a
+    power of two >= 64, for instance): a one-line ConfigError before any work."""
+    if is_folder_family(family):
+        return
+    from noisevision.generators.base import create_generator
+
+    for m in family_members(family):
+        create_generator(m, resolution=side)
+
+
 def check_task(spec: str) -> None:
     """A built-in task name or an existing folder; close names for a typo."""
     if spec in BUILTIN_TASKS:

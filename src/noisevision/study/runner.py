@@ -26,7 +26,7 @@ from noisevision.study.budgets import (
     check_budget_fits,
     resolve_budget,
 )
-from noisevision.study.families import check_family, check_task, slug
+from noisevision.study.families import check_family, check_resolution, check_task, slug
 from noisevision.study.steps import (
     FamilyContext,
     StudyTask,
@@ -114,6 +114,8 @@ def run_study(req: StudyRequest) -> Path:
                          "folders, separated by commas")
     b = StudyBudget(**settings["budget_settings"])
     check_budget_fits(b, dev)
+    for f in families:
+        check_resolution(f, b.image_size)
     slugs = {}
     for f in families:
         if slug(f) in slugs.values():
