@@ -6,9 +6,10 @@ are cut into one folder per family and analysed like any image folder, beside th
 of images rendered by our generator at 128 px (n per family, default 200), with the image
 metrics (colour KL to the packaged photographs, spectrum alpha, coherence) and the border
 statistic of the StyleGAN-Random fidelity gap (mean luminance of an 8 px border minus the
-interior, on [0, 1] images).
+interior, on [0, 1] images) and its sign-free part, the border's flatness (std of the border
+over the interior's).
 
-    python benchmarks/compare_reference_samples.py [--n 200] [--out compare_out]
+    python benchmarks/compare_reference_samples.py [--n 200] [--out compare_out] [--families S]
 """
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ def border_minus_interior(images: torch.Tensor, width: int = 8) -> torch.Tensor:
     mask = torch.zeros(lum.shape[-2:], dtype=torch.bool)
     mask[:width], mask[-width:], mask[:, :width], mask[:, -width:] = True, True, True, True
     return lum[:, mask].mean(1) - lum[:, ~mask].mean(1)
+
+
+def border_flatness(images: torch.Tensor, width: int = 8) -> torch.Tensor:
+    """Per image: the std of the `width`-px border over the interior's, mean over channels (a
+    flat frame, dark or light, is < 1; the sign-free part of the border statistic)."""
+    mask = torch.zeros(images.shape[-2:], dtype=torch.bool)
+    mask[:width], mask[-width:], mask[:, :width], mask[:, -width:] = True, True, True, True
+    border, interior = images[:, :, mask], images[:, :, ~mask]
+    return (border.std(2, unbiased=False) / interior.std(2, unbiased=False)).mean(1)
 
 
 def cut_tiles(sheet: Path, out: Path) -> dict[str, Path]:
@@ -70,6 +80,9 @@ def measure(spec: str, n: int, metrics: list[str], ref_states: dict, cfg) -> dic
     border = border_minus_interior(imgs)
     row["border_minus_interior"] = float(border.mean())
     row["border_minus_interior_std"] = float(border.std()) if count > 1 else 0.0
+    flat = border_flatness(imgs)
+    row["border_flatness"] = float(flat.mean())
+    row["border_flatness_std"] = float(flat.std()) if count > 1 else 0.0
     return row
 
 
@@ -78,6 +91,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--metrics", default="colour,spectrum,coherence")
     ap.add_argument("--out", default="compare_out")
+    ap.add_argument("--families", default="", help="only rows whose name contains this")
     args = ap.parse_args()
     from noisevision.stats import get_metric
 
@@ -89,7 +103,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, folder in cut_tiles(SHEET, Path(tmp)).items():
-            if not any(folder.iterdir()):
+            if not any(folder.iterdir()) or args.families not in name:
                 continue
             official = measure(str(folder), 5, metrics, ref_states, cfg)
             official["source"] = f"official {name}"

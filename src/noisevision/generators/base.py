@@ -234,9 +234,25 @@ def check_option_type(generator: str, option: str, annotation: Any, value: Any) 
 
 
 def generator_from_description(desc: dict[str, Any]) -> Generator:
-    """Rebuild a generator from `Generator.describe()` output (as stored in manifests)."""
+    """Rebuild a generator from `Generator.describe()` output (as stored in manifests).
+
+    A config field added after the description was written takes the value its family's config
+    class lists in `LEGACY_DEFAULTS` (what the older code did), not today's default, so a
+    dataset written before a default changed still regenerates (and verifies) byte for byte.
+    """
+    return create_generator(desc["name"], **complete_config(desc["name"], desc["config"]))
+
+
+def complete_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """A stored config of generator `name` with the fields added since it was written set to
+    the values its family's config class lists in `LEGACY_DEFAULTS` (what the older code did).
+    An unknown name returns the config unchanged (creating the generator reports it)."""
     _ensure_families_loaded()
-    return create_generator(desc["name"], **desc["config"])
+    if name not in GENERATORS.names():
+        return dict(config)
+    generator_cls, _ = GENERATORS.get(name).factory
+    legacy = getattr(generator_cls.config_cls, "LEGACY_DEFAULTS", {})
+    return {**legacy, **config}
 
 
 def list_generators(pattern: str | None = None) -> list[str]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from noisevision.errors import check
 from noisevision.generators.base import check_resolution
-from noisevision.generators.stylegan.filters import BANK_SIZE
+from noisevision.generators.stylegan.filters import BANK_SIZE, SKIP_PADDINGS
 
 RESOLUTIONS = (64, 128, 256, 512)
 
@@ -44,6 +45,9 @@ class StyleGANConfig:
     noise_envelope: str = "lanczos"  # 4x4 Laplace envelope: "none" | "lanczos" (code) | "bicubic"
     bias_range: tuple = (-0.2, 0.2)  # per output channel U(low, high) (Sparse/Oriented: +-0.2)
     color_norm: str = "imagenet"  # "imagenet": random per-channel mean/std (s5.1) | "old"
+    # the RGB skip path's 2x upsampling outside the image: "zero" (StyleGAN2's upfirdn2d; the
+    # border frame of the published images) | "replicate" (noisevision before 2026-11-27)
+    skip_padding: str = "zero"
     path: str = "fast"  # "fast" (structured) | "reference" (dense per-image convs, slow)
     # fast-path arithmetic: "float32", "bfloat16", or "auto" (StyleGAN.compute_dtype: bfloat16
     # for Random's dense convolutions on CUDA and on a CPU with native bfloat16, else float32)
@@ -53,6 +57,10 @@ class StyleGANConfig:
     # "direct" (library convolutions; up layers as transposed conv + blur), "fold" (up layers
     # as one 3x3 conv to 4 x the channels with the blur folded in, then a pixel shuffle)
     conv_algorithm: str = "auto"
+
+    # fields added after datasets were written, with the value that reproduces those datasets
+    # (base.generator_from_description fills them into stored configs that lack them)
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"skip_padding": "replicate"}
 
     def __post_init__(self) -> None:
         check_resolution(self.resolution, RESOLUTIONS)
@@ -69,6 +77,7 @@ class StyleGANConfig:
         _choice("noise_maps", self.noise_maps, ("none", "dictionary", "shared"))
         _choice("noise_envelope", self.noise_envelope, ("none", "lanczos", "bicubic"))
         _choice("color_norm", self.color_norm, ("imagenet", "old"))
+        _choice("skip_padding", self.skip_padding, SKIP_PADDINGS)
         _choice("path", self.path, ("fast", "reference"))
         _choice("compute_dtype", self.compute_dtype, ("auto", "float32", "bfloat16"))
         _choice("conv_algorithm", self.conv_algorithm, ("auto", "winograd", "direct", "fold"))

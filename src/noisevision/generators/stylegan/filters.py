@@ -203,7 +203,33 @@ def conv_transpose_stride2(x: torch.Tensor, weight: torch.Tensor | None,
     return z
 
 
-def upsample2x(x: torch.Tensor) -> torch.Tensor:
-    """2x upsampling of the RGB skip path: bilinear with half-pixel centres, i.e. zero insertion
-    followed by the [1, 3, 3, 1] FIR with gain 4 (borders replicated)."""
-    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+SKIP_PADDINGS = ("zero", "replicate")
+
+
+def _upsample_axis_zero(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """2x along `dim` (-1 or -2): even outputs 1/4 x[m-1] + 3/4 x[m], odd 3/4 x[m] + 1/4 x[m+1],
+    with zeros outside the image."""
+    n = x.shape[dim]
+    p = F.pad(x, (1, 1) if dim == -1 else (0, 0, 1, 1))
+    lo, mid, hi = p.narrow(dim, 0, n), p.narrow(dim, 1, n), p.narrow(dim, 2, n)
+    even = torch.add(mid, lo, alpha=1.0 / 3.0).mul_(0.75)
+    odd = torch.add(mid, hi, alpha=1.0 / 3.0).mul_(0.75)
+    axis = x.dim() + dim  # the interleaving axis, counted from the front
+    return torch.stack([even, odd], dim=axis + 1).flatten(axis, axis + 1)
+
+
+def upsample2x(x: torch.Tensor, padding: str = "zero") -> torch.Tensor:
+    """2x upsampling of the RGB skip path: zero insertion followed by the [1, 3, 3, 1] FIR with
+    gain 4, i.e. bilinear weights with half-pixel centres.
+
+    `padding`: "zero" (StyleGAN2's upfirdn2d: the signal is zero outside the image, so each
+    upsampling attenuates the outermost pixel to 3/4, and compounded over the skip path's
+    levels the raw RGB fades towards zero near the border: after the per-channel colour
+    normalisation this is the flat dark or light frame of the published StyleGAN-Random
+    images); "replicate" (borders replicated, what noisevision rendered before this option).
+    """
+    if padding == "replicate":
+        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+    if padding != "zero":
+        raise ValueError(f"skip padding must be one of {', '.join(SKIP_PADDINGS)}, not {padding!r}")
+    return _upsample_axis_zero(_upsample_axis_zero(x, -1), -2)

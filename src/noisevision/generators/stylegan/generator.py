@@ -329,15 +329,17 @@ class StyleGAN(Generator):
         params = self._params(indices, seed, nets, group_of, plan)
         const = torch.stack([n["const"] for n in nets])[group_of]  # (B, C4, 4, 4)
         targets = ImageRandom(seed, indices, "stylegan/image/color").normal(6)
+        pad = cfg.skip_padding
         if plan.route == "reference":
-            raw = synthesize(const, self.layers, params, conv_reference)
+            raw = synthesize(const, self.layers, params, conv_reference, pad)
         elif plan.route == "tied":
             raw = synthesize_tied(const.to(plan.dtype), self.layers, params,
-                                  self._bank.to(dev), self._buffer, fused=plan.fused)
+                                  self._bank.to(dev), self._buffer, fused=plan.fused,
+                                  skip_padding=pad)
         else:  # channels-last on CUDA: cuDNN's native layout, no transposes around each conv
             x = const.to(dtype=plan.dtype, memory_format=plan.memory_format)
-            raw = (synthesize_shared(x, self.layers, params) if plan.fewer_passes
-                   else synthesize(x, self.layers, params, conv_shared))
+            raw = (synthesize_shared(x, self.layers, params, pad) if plan.fewer_passes
+                   else synthesize(x, self.layers, params, conv_shared, pad))
         return self._color(raw, targets)
 
     def _buffer(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

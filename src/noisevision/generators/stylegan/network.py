@@ -129,13 +129,16 @@ def to_rgb(x: torch.Tensor, layer: Layer, p: RGBParams,
     return torch.bmm(wt.to(x.dtype), x.reshape(b, layer.c_in, h * w)).reshape(b, 3, h, w)
 
 
-def synthesize(const: torch.Tensor, layers: list[Layer], params: list, conv_fn) -> torch.Tensor:
-    """Run the synthesis network: const (B, C4, 4, 4) -> raw RGB (B, 3, R, R) (float32)."""
+def synthesize(const: torch.Tensor, layers: list[Layer], params: list, conv_fn,
+               skip_padding: str = "zero") -> torch.Tensor:
+    """Run the synthesis network: const (B, C4, 4, 4) -> raw RGB (B, 3, R, R) (float32).
+
+    `skip_padding`: the RGB skip path's upsampling borders (`filters.upsample2x`)."""
     x, img = const, None
     for layer, p in zip(layers, params, strict=True):
         if layer.kind == "conv":
             x = conv_fn(x, layer, p)
         else:
             rgb = to_rgb(x, layer, p).float()
-            img = rgb if img is None else upsample2x(img) + rgb
+            img = rgb if img is None else upsample2x(img, skip_padding) + rgb
     return img

@@ -87,7 +87,8 @@ def conv_shared(x: torch.Tensor, layer: Layer, p: SharedParams) -> torch.Tensor:
     return finish(y.mul_(d[:, :, None, None].to(y.dtype)), p)
 
 
-def synthesize_shared(const: torch.Tensor, layers: list[Layer], params: list) -> torch.Tensor:
+def synthesize_shared(const: torch.Tensor, layers: list[Layer], params: list,
+                      skip_padding: str = "zero") -> torch.Tensor:
     """`synthesize` with `conv_shared` for layers without noise or bias, one pass less a layer.
 
     The activation after a conv is relu(y d) g = relu(y) (d g) with d g > 0 per (image,
@@ -99,7 +100,7 @@ def synthesize_shared(const: torch.Tensor, layers: list[Layer], params: list) ->
     for layer, p in zip(layers, params, strict=True):
         if layer.kind == "torgb":
             rgb = to_rgb(act, layer, p, scale).float()
-            img = rgb if img is None else upsample2x(img) + rgb
+            img = rgb if img is None else upsample2x(img, skip_padding) + rgb
             continue
         s = p.s if scale is None else p.s * scale
         y = conv_raw(act.mul_(s[:, :, None, None].to(act.dtype)), layer, p)

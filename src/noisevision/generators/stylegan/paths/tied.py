@@ -141,7 +141,8 @@ def _materialized_sums(u: torch.Tensor, noise: torch.Tensor, alpha: torch.Tensor
 
 
 def synthesize_tied(const: torch.Tensor, layers: list[Layer], params: list,
-                    bank: torch.Tensor, buffer, fused: bool = False) -> torch.Tensor:
+                    bank: torch.Tensor, buffer, fused: bool = False,
+                    skip_padding: str = "zero") -> torch.Tensor:
     """Fast path for W[o, i] = a_o f_{k(i)} (filter tied to the input, amplitude per output).
 
     Modulation gives a_o s_i f_{k(i)}; demodulation d_o = (a_o^2 E + eps)^-1/2 with
@@ -205,7 +206,7 @@ def synthesize_tied(const: torch.Tensor, layers: list[Layer], params: list,
                 rows = torch.cat([rows, taps_t], 2)
             out = weighted_sums(rows)  # (B, 3 [+ 9], HW)
             rgb = out[:, :3].reshape(b, 3, res, res).float()
-            img = rgb if img is None else upsample2x(img) + rgb
+            img = rgb if img is None else upsample2x(img, skip_padding) + rgb
             if nxt:
                 taps = out[:, 3:]
             continue
