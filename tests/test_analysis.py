@@ -154,3 +154,23 @@ def test_correlate_against_independent_statistics(tmp_path):
     assert "fig7a.png" in written and (tmp_path / "fig7a.svg").stat().st_size > 1000
     with pytest.raises(UsageError, match="no knn accuracies"):
         analysis.probe_accuracies([str(_probe_results(tmp_path / "e.json", {}))], method="knn")
+
+
+def test_the_batched_jpeg_decoder_equals_the_checked_one_and_names_a_bad_file(tmp_path):
+    """The nvJPEG path of a CUDA analysis (torchvision's decode_jpeg, here on the CPU): the same
+    pixels as the checked PIL decoder; a corrupt file is named in one line."""
+    ds = tmp_path / "ds"
+    assert main(["generate", "stat_spectrum", "--n", "5", "--resolution", "32", "--format",
+                 "jpg", "--out", str(ds), "--quiet"]) == 0
+    src = analysis.open_source(str(ds), workers=2)
+    assert "decoder" not in src.identity  # the CPU decodes with PIL
+    want = torch.cat(list(src.batches(5, batch=2)))
+    src.identity["decoder"] = "nvjpeg"  # what open_source sets for JPEGs on a CUDA device
+    got = torch.cat(list(src.batches(5, batch=2)))
+    assert got.dtype == torch.uint8 and torch.equal(got, want)
+    assert analysis._decoder(src._files, "cuda") == {"decoder": "nvjpeg"}
+    assert analysis._decoder(src._files + ["x.png"], "cuda") == {}
+    bad = Path(src._files[3])
+    bad.write_bytes(bad.read_bytes()[:40] + b"\0" * 200)
+    with pytest.raises(UsageError, match=bad.name):
+        list(src.batches(5, batch=2))

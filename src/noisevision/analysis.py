@@ -68,16 +68,22 @@ class ImageSource:
             yield from _photo_batches(n, self.resolution or 128, batch)
             return
         shape = None
-        for i, arrays in _decoded_batches(self._files[:n], batch, self.workers):
+        gpu = self.identity.get("decoder") == "nvjpeg"
+        batches = (_gpu_decoded_batches(self._files[:n], batch, self.workers, self._device)
+                   if gpu else _decoded_batches(self._files[:n], batch, self.workers))
+        for i, arrays in batches:
             for f, a in zip(self._files[i:i + batch], arrays, strict=True):
+                hw = tuple(a.shape[-2:]) if gpu else tuple(a.shape[:2])
                 if shape is None:
-                    shape = a.shape
-                elif a.shape != shape:
+                    shape = hw
+                elif hw != shape:
                     raise UsageError(
-                        f"{self.spec}: images of different sizes ({f} is {a.shape[1]}x"
-                        f"{a.shape[0]}, the first was {shape[1]}x{shape[0]}); analyze needs one "
-                        "size per source")
-            yield torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+                        f"{self.spec}: images of different sizes ({f} is {hw[1]}x{hw[0]}, the "
+                        f"first was {shape[1]}x{shape[0]}); analyze needs one size per source")
+            if gpu:
+                yield torch.stack(arrays)
+            else:
+                yield torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
     def key(self, n: int) -> dict[str, Any]:
         return {**self.identity, "n": n}
@@ -104,6 +110,63 @@ def _decoded_batches(files: list[str], batch: int,
                 j = starts[k + 2]
                 pending.append(pool.map(read_rgb, files[j:j + batch]))
             yield i, arrays
+
+
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+def _jpeg_bytes(path: str) -> torch.Tensor:
+    """A JPEG file's bytes, after the header check of every decode (a bomb or a non-image is
+    refused with one line, as `read_rgb` does)."""
+    from noisevision.data.encode import image_size
+
+    image_size(path)
+    return torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
+
+
+def decode_jpegs(files: list[str], datas: list[torch.Tensor],
+                 device: torch.device) -> list[torch.Tensor]:
+    """JPEG bytes -> (3, H, W) uint8 RGB tensors on `device` (nvJPEG on CUDA, batched); a file
+    the batched decoder rejects is read again by the checked CPU decoder, which names it."""
+    import warnings
+
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    def dec(data):
+        with warnings.catch_warnings():  # torchvision >= 0.29: "deprecated, see TorchCodec"
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+
+    try:
+        return list(dec(datas))
+    except RuntimeError:
+        from noisevision.data.encode import read_rgb
+
+        out = []
+        for f, d in zip(files, datas, strict=True):
+            try:
+                out.append(dec(d))
+            except RuntimeError:
+                read_rgb(f)  # raises the one-line UsageError naming the file
+                raise UsageError(f"cannot decode JPEG {f} on {device}") from None
+        return out
+
+
+def _gpu_decoded_batches(files: list[str], batch: int, workers: int,
+                         device: torch.device) -> Iterator[tuple[int, list[torch.Tensor]]]:
+    """(start, (3, H, W) uint8 tensors on `device`) per batch of JPEG `files`: bytes read by
+    `workers` threads (the next batch read ahead), decoded on the GPU."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    starts = list(range(0, len(files), batch))
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        pending = [pool.map(_jpeg_bytes, files[i:i + batch]) for i in starts[:2]]
+        for k, i in enumerate(starts):
+            datas = list(pending.pop(0))
+            if k + 2 < len(starts):
+                j = starts[k + 2]
+                pending.append(pool.map(_jpeg_bytes, files[j:j + batch]))
+            yield i, decode_jpegs(files[i:i + batch], datas, device)
 
 
 def _render_worker(desc: dict, tasks, results, parent: int) -> None:
@@ -190,15 +253,18 @@ def open_source(spec: str, *, device: torch.device | str = "cpu",
             from noisevision.data.layout import image_path
 
             files = [str(image_path(path, i, m.format)) for i in sorted(present)]
-            ident = {"kind": "dataset", "identity": m.identity(), "present": len(files)}
+            ident = {"kind": "dataset", "identity": m.identity(), "present": len(files),
+                     **_decoder(files, device)}
             return ImageSource(spec, "dataset", ident, len(files), m.resolution, files,
-                               workers=workers)
+                               _device=torch.device(device), workers=workers)
         from noisevision.ssl.sources import scan_folder
 
         files = scan_folder(path)  # recursive, sorted, hidden files skipped, none: UsageError
         stats = [(f, os.stat(f).st_size, int(os.stat(f).st_mtime)) for f in files]
-        ident = {"kind": "folder", "path": str(path.resolve()), "files": _digest(stats)}
-        return ImageSource(spec, "folder", ident, len(files), None, files, workers=workers)
+        ident = {"kind": "folder", "path": str(path.resolve()), "files": _digest(stats),
+                 **_decoder(files, device)}
+        return ImageSource(spec, "folder", ident, len(files), None, files,
+                           _device=torch.device(device), workers=workers)
     if path.exists():
         raise UsageError(f"source {spec!r} is a file (allowed: a generator name, a folder of "
                          f"images or {PHOTOS!r})")
@@ -210,6 +276,20 @@ def open_source(spec: str, *, device: torch.device | str = "cpu",
                            _device=dev, workers=workers)
     raise UsageError(f"source folder {spec!r} does not exist (allowed: a generator name, a "
                      f"folder of images or {PHOTOS!r})")
+
+
+def _decoder(files: list[str], device: torch.device | str) -> dict[str, str]:
+    """{"decoder": "nvjpeg"} where a folder of JPEGs is decoded on a CUDA device (nvJPEG's
+    pixels may differ from libjpeg's by a level: part of the feature cache key), else {}."""
+    if (torch.device(device).type == "cuda" and files
+            and all(f.lower().endswith(JPEG_SUFFIXES) for f in files)):
+        try:
+            import torchvision.io as tvio
+        except ImportError:
+            return {}
+        if hasattr(tvio, "decode_jpeg"):  # deprecated in torchvision 0.29 for TorchCodec
+            return {"decoder": "nvjpeg"}
+    return {}
 
 
 def _photo_batches(n: int, size: int, batch: int) -> Iterator[torch.Tensor]:
