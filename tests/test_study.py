@@ -282,3 +282,18 @@ window.addEventListener('load', () => { document.getElementById('probe').textCon
     images = json.loads(found.group(1))
     assert len(images) == len(srcs)
     assert all(ok and width > 0 for ok, width in images), images
+
+
+def test_torchrun_pretraining_of_a_family_runs_two_processes(tmp_path):
+    """The command --gpus-per-family builds, run for real with 2 CPU processes (gloo)."""
+    from noisevision.ssl.train import PretrainConfig
+    from noisevision.study.schedule import run_torchrun_pretrain
+
+    cfg = PretrainConfig(data="dead_leaves_shapes:1", out=str(tmp_path / "run"), images=32,
+                         image_size=64, crop=32, width=0.125, epochs=1, batch_size=16,
+                         device="cpu", workers=0, quiet=True, log_every=1)
+    run = run_torchrun_pretrain(cfg, 2)
+    assert (run / "encoder.pt").is_file()
+    config = json.loads((run / "config.json").read_text())
+    assert config["environment"]["world_size"] == 2
+    assert config["config"]["batch_size"] == 16 and config["config"]["width"] == 0.125

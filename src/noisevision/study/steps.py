@@ -284,9 +284,13 @@ def _analysis_config(ctx: FamilyContext, n: int, n_inc: int):
 
     b = ctx.budget
     return AnalysisConfig(metrics=b.metrics, n=n, n_inception=n_inc, device=str(ctx.device),
-                          workers=max(1, int(os.environ.get("NOISEVISION_STUDY_RENDER_WORKERS",
-                                                            os.cpu_count() or 1))),
+                          workers=_render_workers(),
                           progress=not ctx.quiet)
+
+
+def _render_workers() -> int:
+    """CPU processes rendering a generator for the analysis (as `analyze`: one per core)."""
+    return max(1, os.cpu_count() or 1)
 
 
 def _family_source(ctx: FamilyContext):
@@ -297,8 +301,7 @@ def _family_source(ctx: FamilyContext):
         n = max(b.analysis_n, b.analysis_n_inception)
         imgs = family_images(ctx.family, n, b.image_size, 0, ctx.device)
         return TensorSource(ctx.family, imgs, {"kind": "study-mixture", "family": ctx.family})
-    workers = max(1, int(os.environ.get("NOISEVISION_STUDY_RENDER_WORKERS",
-                                        os.cpu_count() or 1)))
+    workers = _render_workers()
     if is_folder_family(ctx.family):
         return open_source(ctx.family, device=ctx.device, workers=workers)
     return open_source(ctx.family, device=ctx.device, resolution=b.image_size, workers=workers)
