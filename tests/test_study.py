@@ -297,3 +297,27 @@ def test_torchrun_pretraining_of_a_family_runs_two_processes(tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["environment"]["world_size"] == 2
     assert config["config"]["batch_size"] == 16 and config["config"]["width"] == 0.125
+
+
+@needs_data
+def test_full_disk_stops_the_study_with_one_line_and_no_partial_step(study, tmp_path, capsys,
+                                                                     monkeypatch):
+    import errno
+
+    out = tmp_path / "full"
+    shutil.copytree(study, out)
+    real_open = open
+
+    def full_open(path, mode="r", *a, **kw):  # the disk fills up at the new family's first step
+        if "w" in mode and str(path).endswith(".tmp") and "pretrain.json" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, mode, *a, **kw)
+
+    monkeypatch.setattr("builtins.open", full_open)
+    rc = main(["study", "--budget", "tiny", "--families", f"{FAMILIES},dead_leaves_squares",
+               "--tasks", "fashion-mnist", "--out", str(out), "--quiet"])
+    monkeypatch.undo()
+    assert rc == 2 and "disk full" in _one_line(capsys)
+    new = out / "steps" / "dead_leaves_squares"
+    assert not (new / "pretrain.json").exists() and not (new / "failed.json").exists()
+    assert not list(out.rglob("*.tmp"))  # nothing half-written
