@@ -321,3 +321,33 @@ def test_full_disk_stops_the_study_with_one_line_and_no_partial_step(study, tmp_
     new = out / "steps" / "dead_leaves_squares"
     assert not (new / "pretrain.json").exists() and not (new / "failed.json").exists()
     assert not list(out.rglob("*.tmp"))  # nothing half-written
+
+
+def test_a_suite_of_folder_tasks_is_one_group(tmp_path):
+    """Folder tasks (images of several sizes) grouped by their suite for Figure 4; the cheap
+    metrics only, so no analysis weights are needed."""
+    rng = np.random.default_rng(1)
+    suite = tmp_path / "suite"
+    for task in ("stripes", "blobs"):
+        for split, n in (("train", 8), ("val", 4)):
+            for label in ("a", "b"):
+                d = suite / task / split / label
+                d.mkdir(parents=True)
+                for i in range(n):
+                    h, w = (40, 56) if i % 2 else (56, 40)
+                    base = 60 if label == "a" else 190  # two separable brightness classes
+                    a = np.clip(rng.normal(base, 30, (h, w, 3)), 0, 255).astype(np.uint8)
+                    Image.fromarray(a).save(d / f"{i}.png")
+    out = tmp_path / "s"
+    assert main(["study", "--budget", "tiny", "--families", "dead_leaves_shapes", "--tasks",
+                 str(suite), "--metrics", "colour,spectrum", "--out", str(out), "--quiet"]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert {(t["task"], t["group"]) for t in data["meta"]["tasks"]} == {
+        ("blobs", "suite"), ("stripes", "suite")}
+    assert {r["group"] for r in data["rows"]} == {"suite"}
+    props = data["properties"]["blobs"][0]
+    assert props["reference_n"] == 16 and props["alpha_mean"] > 0  # 16 train images, resized
+    mean = next(r for r in data["rows"] if r["encoder"] == "mean colour"
+                and r["task"] == "blobs" and r["method"] == "linear")
+    assert mean["val_acc"] == 1.0  # brightness 60 vs 190 (sd 30): the mean colour separates
+    assert (out / "figures" / "fig4.png").is_file()

@@ -157,4 +157,4 @@ def square(path_or_array, side: int) -> torch.Tensor:
     if s != side:
         a = np.asarray(Image.fromarray(np.ascontiguousarray(a)).resize((side, side),
                                                                         Image.BICUBIC))
-    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.array(a, dtype=np.uint8)).permute(2, 0, 1).contiguous()

@@ -26,7 +26,13 @@ from noisevision.study.budgets import (
     check_budget_fits,
     resolve_budget,
 )
-from noisevision.study.families import check_family, check_resolution, check_task, slug
+from noisevision.study.families import (
+    BUILTIN_TASKS,
+    check_family,
+    check_resolution,
+    check_task,
+    slug,
+)
 from noisevision.study.steps import (
     FamilyContext,
     StudyTask,
@@ -85,8 +91,10 @@ def _wanted_settings(req: StudyRequest, dev: torch.device) -> dict | None:
         b = resolve_budget(name, req.overrides)
         if req.overrides and any(v is not None for v in req.overrides.values()):
             name = name if name == "custom" else f"{name}+overrides"
+    tasks = None if req.tasks is None else [  # folders by absolute path: rerun from anywhere
+        t if t in BUILTIN_TASKS else str(Path(t).resolve()) for t in req.tasks]
     return {"budget": name, "budget_settings": dataclasses.asdict(b) if b else None,
-            "tasks": req.tasks if req.tasks is not None else (
+            "tasks": tasks if tasks is not None else (
                 None if req.resume else list(("photo-crops", "fashion-mnist"))),
             "recipe": req.recipe if req.recipe is not None else (None if req.resume else "small"),
             "seed": req.seed if req.seed is not None else (None if req.resume else 0)}
