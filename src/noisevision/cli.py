@@ -601,6 +601,47 @@ def _cmd_study(args: argparse.Namespace) -> int:
     return run_study_command(args)
 
 
+# --- visualize ------------------------------------------------------------------------------
+
+def _add_visualize(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--encoder", required=True,
+                   help="a pretraining run folder, its encoder.pt, or a released encoder file "
+                        "(SmallAlexNet or ResNet-50)")
+    p.add_argument("--layer", default="features",
+                   help="layer(s), comma-separated, one sheet row each: SmallAlexNet conv1..conv5, "
+                        "fc6..fc8; ResNet-50 conv1, layer1..layer4, avgpool; features = the "
+                        "probed layer (default)")
+    p.add_argument("--units", default=None, help="units (channels), e.g. 0-7 or 3,17 "
+                                                 "(default 0-7)")
+    p.add_argument("--resolution", type=resolution_int, default=None,
+                   help="image side (default: the encoder's input size, ResNet-50 128)")
+    p.add_argument("--steps", type=bounded_count(100_000), default=128,
+                   help="Adam steps per image (default 128, the reference)")
+    p.add_argument("--seed", type=seed_int, default=0, help="noise and random views (default 0)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--out", default="featvis.png", help="output PNG or JPEG (default "
+                                                        "featvis.png)")
+
+
+def _cmd_visualize(args: argparse.Namespace) -> int:
+    from noisevision.data.sheet import check_sheet_target, contact_sheet, save_sheet
+    from noisevision.featvis import visualize
+
+    out = check_sheet_target(args.out)
+    layers = [x.strip() for x in args.layer.split(",") if x.strip()]
+    if not layers:
+        raise UsageError(f"--layer {args.layer!r} names no layer (e.g. conv3,conv5)")
+    units = parse_indices(args.units, 64, "--units") if args.units else None
+    images, labels, info = visualize(args.encoder, layers, units, resolution=args.resolution,
+                                     steps=args.steps, seed=args.seed, device=args.device)
+    ncols = len(images) // len(layers)
+    title = (f"{Path(args.encoder).name}  {info['arch']}  {info['resolution']}px  "
+             f"{info['steps']} steps  seed {args.seed}")
+    save_sheet(contact_sheet(images, labels, title=title, ncols=ncols), out)
+    print(f"wrote {out} ({len(images)} units of {', '.join(layers)})")
+    return 0
+
+
 COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handler]] = [
     ("list", "list generators with a one-line description", _add_list, _cmd_list),
     ("preview", "render a labelled contact sheet of a generator", _add_preview, _cmd_preview),
@@ -617,6 +658,8 @@ COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Handle
      _add_analyze, _cmd_analyze),
     ("study", "the paper's experiment: pretrain on every family, probe every task, measure "
      "properties, report.html with Figures 3, 4, 6, 7 (resumable)", _add_study, _cmd_study),
+    ("visualize", "feature visualisations of an encoder's units, one sheet row per layer "
+     "(the paper's Figure 5)", _add_visualize, _cmd_visualize),
 ]
 
 
