@@ -26,6 +26,7 @@ needs_data = pytest.mark.skipif(
 
 FAMILIES = "dead_leaves_shapes,stat_spectrum"
 ARGS = ["study", "--budget", "tiny", "--families", FAMILIES, "--tasks", "fashion-mnist"]
+CHEAP = [*ARGS, "--metrics", "colour,spectrum"]
 TIMINGS = {"seconds", "feature_seconds", "probe_seconds", "images_per_s", "timings_s"}
 
 
@@ -55,8 +56,18 @@ def files_of(root: Path) -> dict[str, tuple[str, int]]:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
+    """Every metric (Inception ones included): the full report."""
     out = tmp_path_factory.mktemp("study") / "s"
     assert main([*ARGS, "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def cheap(tmp_path_factory):
+    """The image metrics that need no weights: the runs that resume and grow it stay fast
+    (one FID of 2,048-d features costs seconds on this CPU whatever the image count)."""
+    out = tmp_path_factory.mktemp("cheap") / "s"
+    assert main([*CHEAP, "--out", str(out), "--quiet"]) == 0
     return out
 
 
@@ -116,9 +127,9 @@ def test_wilson_interval_closed_form():
 
 
 @needs_data
-def test_killed_study_resumes_to_the_same_numbers(study, tmp_path):
+def test_killed_study_resumes_to_the_same_numbers(cheap, tmp_path):
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "noisevision", *ARGS, "--out", str(out)]
+    cmd = [sys.executable, "-m", "noisevision", *CHEAP, "--out", str(out)]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     seen = []
     for line in p.stdout:
@@ -131,15 +142,15 @@ def test_killed_study_resumes_to_the_same_numbers(study, tmp_path):
     assert not (out / "results.json").exists()
     assert not (out / "steps" / "stat_spectrum" / "properties.json").exists()
     # the rerun continues in a worker process (the scheduler of --parallel)
-    assert main([*ARGS, "--out", str(out), "--quiet", "--parallel", "2"]) == 0
+    assert main([*CHEAP, "--out", str(out), "--quiet", "--parallel", "2"]) == 0
     resumed = json.loads((out / "results.json").read_text())
-    assert numbers(resumed) == numbers(json.loads((study / "results.json").read_text()))
+    assert numbers(resumed) == numbers(json.loads((cheap / "results.json").read_text()))
 
 
 @needs_data
-def test_adding_families_runs_only_them_and_a_failing_family_is_reported(study, tmp_path):
+def test_adding_families_runs_only_them_and_a_failing_family_is_reported(cheap, tmp_path):
     out = tmp_path / "grown"
-    shutil.copytree(study, out)
+    shutil.copytree(cheap, out)
     before = files_of(out / "steps")
     runs_before = files_of(out / "runs")
     bad = tmp_path / "broken_folder"
@@ -150,8 +161,8 @@ def test_adding_families_runs_only_them_and_a_failing_family_is_reported(study, 
     data = (bad / "07.png").read_bytes()
     (bad / "07.png").write_bytes(data[:len(data) // 2])  # a truncated image: decoding fails
     mixture = "dead_leaves_shapes:1,stat_spectrum:1"
-    assert main(["study", "--budget", "tiny", "--families", f"{FAMILIES},{bad}", "--family",
-                 mixture, "--tasks", "fashion-mnist", "--out", str(out), "--quiet"]) == 0
+    assert main([*CHEAP, "--families", f"{FAMILIES},{bad}", "--family", mixture, "--out",
+                 str(out), "--quiet"]) == 0
     after = files_of(out / "steps")
     assert {k: v for k, v in after.items() if k in before} == before  # not rewritten
     assert {k: v for k, v in files_of(out / "runs").items() if k in runs_before} == runs_before
@@ -167,7 +178,7 @@ def test_adding_families_runs_only_them_and_a_failing_family_is_reported(study, 
     assert corr["note"] is None and corr["correlations"]["colour_kl"]["n"] == 3
     assert "failed" in (out / "report.html").read_text()
     # the old families' numbers are those of the first run
-    first = numbers(json.loads((study / "results.json").read_text()))
+    first = numbers(json.loads((cheap / "results.json").read_text()))
     kept = [r for r in numbers(result)["rows"] if r["encoder"] != f"noise: {mix}"]
     assert kept == first["rows"]
 
@@ -300,12 +311,12 @@ def test_torchrun_pretraining_of_a_family_runs_two_processes(tmp_path):
 
 
 @needs_data
-def test_full_disk_stops_the_study_with_one_line_and_no_partial_step(study, tmp_path, capsys,
+def test_full_disk_stops_the_study_with_one_line_and_no_partial_step(cheap, tmp_path, capsys,
                                                                      monkeypatch):
     import errno
 
     out = tmp_path / "full"
-    shutil.copytree(study, out)
+    shutil.copytree(cheap, out)
     real_open = open
 
     def full_open(path, mode="r", *a, **kw):  # the disk fills up at the new family's first step
@@ -314,8 +325,8 @@ def test_full_disk_stops_the_study_with_one_line_and_no_partial_step(study, tmp_
         return real_open(path, mode, *a, **kw)
 
     monkeypatch.setattr("builtins.open", full_open)
-    rc = main(["study", "--budget", "tiny", "--families", f"{FAMILIES},dead_leaves_squares",
-               "--tasks", "fashion-mnist", "--out", str(out), "--quiet"])
+    rc = main([*CHEAP, "--families", f"{FAMILIES},dead_leaves_squares", "--out", str(out),
+               "--quiet"])
     monkeypatch.undo()
     assert rc == 2 and "disk full" in _one_line(capsys)
     new = out / "steps" / "dead_leaves_squares"
