@@ -43,6 +43,7 @@ from noisevision.ssl.augment import TwoViewAugment, moco_augment, small_augment
 from noisevision.ssl.checkpoint import load_checkpoint, save_checkpoint
 from noisevision.ssl.encoders import build_encoder, save_encoder
 from noisevision.ssl.losses import align_uniform_loss
+from noisevision.ssl.mixing import MIX_MODES, SHADERS21K_COUNT, mix_batch, step_seed
 from noisevision.ssl.moco import MoCo
 from noisevision.ssl.prefetch import prefetch
 from noisevision.ssl.sources import (
@@ -107,6 +108,11 @@ class PretrainConfig:
                             "moco)", type="positive")
     pre_resize: int | None = _opt(None, "small: resize to this side before cropping (paper "
                                   "text: 96; reference: none)", type="positive")
+    mix: str = _opt("none", "mix each image with --mix-count - 1 others of its batch before the "
+                    "two views are drawn (Shaders21k): mixup, cutmix or mixup+cutmix",
+                    choices=MIX_MODES)
+    mix_count: int = _opt(SHADERS21K_COUNT, "images per mix, the image itself included "
+                          "(Shaders21k: 6)", flag="--mix-count", type="positive")
     width: float = _opt(1.0, "small: SmallAlexNet channel multiplier (1 = reference)",
                         type="positive_float")
     align_alpha: float = _opt(2.0, "small: alignment exponent", type="positive_float")
@@ -150,6 +156,10 @@ class PretrainConfig:
         check(self.lr is None or (math.isfinite(self.lr) and self.lr > 0),
               f"lr must be a positive number, got {self.lr!r}")
         check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every!r}")
+        check(self.mix in MIX_MODES, f"unknown mix {self.mix!r} (allowed: "
+              f"{', '.join(MIX_MODES)})")
+        check(isinstance(self.mix_count, int) and self.mix_count >= 2,
+              f"mix_count must be an integer >= 2, got {self.mix_count!r}")
 
     def resolved(self) -> PretrainConfig:
         """Fill the recipe defaults in (the config written to RUN/config.json)."""
@@ -559,6 +569,9 @@ class _Trainer:
     # ---- one epoch
     def _loss(self, images: torch.Tensor) -> tuple[torch.Tensor, dict]:
         cfg, b = self.cfg, self.local_batch
+        if cfg.mix != "none":  # Shaders21k's sample mixing, drawn from the data position
+            images, _, _ = mix_batch(images, cfg.mix, cfg.mix_count, step_seed(
+                cfg.seed, self.info.rank, self.epoch, self.step))
         self.augment.reseed(_seed_for(cfg.seed, "augment", self.info.rank, self.epoch,
                                       self.step))
         v1, v2 = self.augment(images)                                # (b, 3, crop, crop) x 2
