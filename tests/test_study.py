@@ -362,3 +362,23 @@ def test_a_suite_of_folder_tasks_is_one_group(tmp_path):
                 and r["task"] == "blobs" and r["method"] == "linear")
     assert mean["val_acc"] == 1.0  # brightness 60 vs 190 (sd 30): the mean colour separates
     assert (out / "figures" / "fig4.png").is_file()
+
+
+@needs_data
+def test_a_family_whose_generator_changed_is_refused(cheap, tmp_path, capsys):
+    """A study continued by a newer noisevision whose generator renders other images: the
+    stored config (edited here as a code change would move it) no longer matches."""
+    out = tmp_path / "changed"
+    shutil.copytree(cheap, out)
+    step = out / "steps" / "stat_spectrum" / "pretrain.json"
+    record = json.loads(step.read_text())
+    config = record["identity"]["stat_spectrum"]["config"]
+    assert config["resolution"] == 64  # the budget's side, recorded with the pretraining
+    key = next(k for k, v in config.items() if isinstance(v, (int, float)) and k != "resolution")
+    config[key] = config[key] + 1
+    step.write_text(json.dumps(record))
+    before = _tree(out)
+    assert main([*CHEAP, "--out", str(out), "--quiet"]) == 2
+    err = _one_line(capsys)
+    assert "stat_spectrum renders other images" in err and f"config.{key}" in err
+    assert _tree(out) == before

@@ -96,6 +96,29 @@ def check_resolution(family: str, side: int) -> None:
         create_generator(m, resolution=side)
 
 
+def family_identity(family: str, side: int) -> dict | None:
+    """What a family's images are: every generator's name and full config at the budget's side
+    (None for a folder). Recorded with its pretraining, compared when a study continues: a
+    generator whose defaults changed since would otherwise mix two versions in one study."""
+    if is_folder_family(family):
+        return None
+    from noisevision.generators.base import create_generator
+
+    return {m: create_generator(m, resolution=side).describe() for m in family_members(family)}
+
+
+def identity_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """'member.config.key: old -> new' for every value that differs."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += identity_changes(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
+
+
 def check_task(spec: str) -> None:
     """A built-in task name or an existing folder; close names for a typo."""
     if spec in BUILTIN_TASKS:

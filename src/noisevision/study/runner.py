@@ -10,6 +10,7 @@ study rerun with the same command continues, and a family added later runs alone
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -124,6 +125,8 @@ def run_study(req: StudyRequest) -> Path:
     check_budget_fits(b, dev)
     for f in families:
         check_resolution(f, b.image_size)
+        if state == "continue":
+            _check_unchanged(out, f, b.image_size)
     slugs = {}
     for f in families:
         if slug(f) in slugs.values():
@@ -159,6 +162,22 @@ def _override_fields(overrides: dict) -> dict:
     if overrides.get("metrics") is not None:
         out["metrics"] = tuple(overrides["metrics"])
     return out
+
+
+def _check_unchanged(out: Path, family: str, side: int) -> None:
+    """A family pretrained earlier in this folder must still render the same images."""
+    from noisevision.study.families import family_identity, identity_changes
+
+    done = folder.read_step(out, slug(family), "pretrain") if out.is_dir() else None
+    if not done or not done.get("identity"):
+        return
+    now = json.loads(json.dumps(family_identity(family, side) or {}))  # tuples as stored
+    changes = identity_changes(done["identity"], now)
+    if changes:
+        raise UsageError(f"{family} renders other images than when this study pretrained on it "
+                         f"({'; '.join(changes[:3])}{'; ...' if len(changes) > 3 else ''}): "
+                         "a newer noisevision changed it; pass --overwrite to redo the study, "
+                         "or choose another --out")
 
 
 def _dedupe(items: list[str]) -> list[str]:

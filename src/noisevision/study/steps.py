@@ -26,6 +26,7 @@ from noisevision.study import folder
 from noisevision.study.budgets import StudyBudget
 from noisevision.study.families import (
     family_data_spec,
+    family_identity,
     family_images,
     is_folder_family,
     is_mixture,
@@ -207,6 +208,7 @@ def step_pretrain(ctx: FamilyContext, step: str) -> dict:
             rates.append(float(rec["images_per_s"]))
     # the training rate of the log intervals (the first interval includes warm-up)
     return {"run": str(run.relative_to(ctx.out)), "data": cfg.data,
+            "identity": family_identity(ctx.family, ctx.budget.image_size),
             "images_per_s": statistics.median(rates) if rates else None,
             "epochs": ctx.budget.epochs, "images": ctx.budget.images,
             "batch_size": ctx.budget.batch_size}
