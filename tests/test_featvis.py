@@ -25,6 +25,15 @@ from noisevision.ssl.encoders import save_encoder
 CPU = torch.device("cpu")
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: these small networks run faster so on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def tiny_encoder(path, seed=1, size=32):
     model = random_network("small_alexnet", seed, 0, CPU, width=0.125, input_size=size)
     save_encoder(path, model, "small_alexnet")
@@ -87,6 +96,24 @@ def test_a_view_with_jitter_only_is_an_exact_pixel_shift():
     assert torch.allclose(out[:, :, :2], torch.full_like(out[:, :, :2], 0.5))  # outside: 0.5
 
 
+def test_the_deterministic_warp_gradient_is_grid_samples_gradient():
+    """The fixed-order adjoint used on CUDA equals autograd's grid_sample gradient (float64), and
+    the float32 views agree both ways."""
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(3, 3, 20, 24, generator=g, dtype=torch.float64).requires_grad_(True)
+    tf = featvis.draw_transforms(ImageRandom(0, torch.arange(3), "t"), 1)[:, 0].double()
+    grid = torch.nn.functional.affine_grid(featvis.affine_of(tf), [3, 3, 20, 24],
+                                           align_corners=False)
+    weight = torch.rand(3, 3, 20, 24, generator=g, dtype=torch.float64)
+    (torch.nn.functional.grid_sample(img, grid, align_corners=False) * weight).sum().backward()
+    want, img.grad = img.grad.clone(), None
+    (featvis._Warp.apply(img, grid) * weight).sum().backward()
+    assert torch.allclose(img.grad, want, atol=1e-12)
+    x = img.detach().float()
+    assert torch.allclose(featvis.transform(x, tf.float(), deterministic=True),
+                          featvis.transform(x, tf.float(), deterministic=False), atol=1e-6)
+
+
 def test_transform_draws_follow_the_reference_sets():
     tf = featvis.draw_transforms(ImageRandom(0, torch.arange(200), "t"), 20)  # (200, 20, 4)
     assert tf.shape == (200, 20, 4)
@@ -119,6 +146,25 @@ def test_optimisation_raises_the_chosen_unit_far_above_its_value_on_noise():
     assert (act.diagonal() >= act.max(dim=0).values - 1e-6).all(), act
 
 
+def test_the_cuda_path_runs_on_cpu_bf16_channels_last_and_deterministic_warp(monkeypatch):
+    """CUDA's path (bf16 autocast, channels-last input, the fixed-order warp gradient, a whole
+    batch at once) forced on a CPU: it runs and raises the objective; twice the same bytes."""
+    model = random_network("small_alexnet", 3, 0, CPU, width=0.125, input_size=32)
+    _, module, _ = featvis.resolve_layer(model, "conv4")
+    rnd = ImageRandom(0, torch.arange(2), "test")
+    spec = featvis.initial_spectrum(rnd.child("init"), 32)
+    views = featvis.draw_transforms(rnd.child("views"), 6)
+    objective = featvis.Objective(model, module, torch.tensor([[1, 2], [1, -1]]))
+    real = featvis.transform
+    monkeypatch.setattr(featvis, "transform", lambda x, tf: real(x, tf, deterministic=True))
+    with torch.enable_grad():
+        a = featvis.optimise(objective, spec, views, autocast=True)
+        b = featvis.optimise(objective, spec, views, autocast=True)
+    assert torch.equal(a, b)
+    before = featvis.objective_value(objective, featvis.image_of(spec, 32, 32))
+    assert (featvis.objective_value(objective, a) > before).all()
+
+
 def test_a_pair_objective_is_the_mean_of_its_two_units():
     model = random_network("small_alexnet", 3, 0, CPU, width=0.125, input_size=32)
     _, module, _ = featvis.resolve_layer(model, "conv4")
@@ -149,9 +195,11 @@ def test_random_resnet50_has_torchvisions_init_and_leaves_the_global_rng_alone()
     assert abs(float(w.std()) / math.sqrt(2 / (256 * 9)) - 1) < 0.01
     assert abs(float(w.mean())) < 0.01 * float(w.std())
     assert float(model.bn1.weight.min()) == 1.0 and float(model.layer1[0].bn1.running_var[0]) == 1
-    other = random_network("resnet50", 7, 1, CPU)  # another group: another network
-    assert not torch.equal(other.conv1.weight, model.conv1.weight)
-    assert torch.equal(random_network("resnet50", 7, 0, CPU).conv1.weight, model.conv1.weight)
+    small = [random_network("small_alexnet", s, g, CPU, width=0.125, input_size=32)
+             for s, g in ((7, 0), (7, 1), (8, 0), (7, 0))]  # (seed, group) -> the network
+    w = [m.blocks[2][0].weight for m in small]
+    assert torch.equal(w[0], w[3]) and not torch.equal(w[0], w[1])
+    assert not torch.equal(w[0], w[2])
 
 
 def test_checkpoint_family_is_batch_invariant_and_records_the_file_hash(tmp_path):

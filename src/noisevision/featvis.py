@@ -131,12 +131,68 @@ def affine_of(tf: torch.Tensor) -> torch.Tensor:
     return torch.stack([row0, row1], dim=1)  # (B, 2, 3)
 
 
-def transform(images: torch.Tensor, tf: torch.Tensor) -> torch.Tensor:
-    """Images (B, 3, H, W) seen through one step's random view (0.5 outside the image)."""
+def transform(images: torch.Tensor, tf: torch.Tensor, deterministic: bool | None = None
+              ) -> torch.Tensor:
+    """Images (B, 3, H, W) seen through one step's random view (0.5 outside the image).
+
+    `deterministic` (default: on CUDA) takes the gradient through :class:`_Warp` instead of
+    grid_sample's backward, which adds with atomics on CUDA (an order that varies run to run).
+    """
     b, _, h, w = images.shape
     grid = F.affine_grid(affine_of(tf), [b, 3, h, w], align_corners=False)
+    if deterministic if deterministic is not None else images.device.type == "cuda":
+        return _Warp.apply(images - 0.5, grid) + 0.5
     return F.grid_sample(images - 0.5, grid, mode="bilinear", padding_mode="zeros",
                          align_corners=False) + 0.5
+
+
+class _Warp(torch.autograd.Function):
+    """Bilinear grid_sample (zeros outside, align_corners=False) whose input gradient is summed
+    in a fixed order: each output pixel's four weighted contributions are sorted by the input
+    pixel they land on (a stable sort) and summed by a float64 prefix sum per input pixel."""
+
+    @staticmethod
+    def forward(ctx, images: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(grid)
+        ctx.shape = images.shape
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (grid,) = ctx.saved_tensors
+        return splat(grad, grid, ctx.shape), None
+
+
+def splat(grad: torch.Tensor, grid: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The adjoint of bilinear grid_sample: grad (B, C, Ho, Wo) -> (B, C, H, W), in a fixed
+    summation order (deterministic on any device)."""
+    b, c, h, w = shape
+    ix = ((grid[..., 0] + 1) * w - 1) / 2  # (B, Ho, Wo) source x in pixels
+    iy = ((grid[..., 1] + 1) * h - 1) / 2
+    x0, y0 = ix.floor(), iy.floor()
+    fx, fy = ix - x0, iy - y0
+    base = torch.arange(b, device=grad.device).view(b, 1, 1) * (h * w)
+    keys, weights = [], []
+    for dx, dy, wt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
+                       (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        x, y = x0 + dx, y0 + dy
+        inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+        keys.append(torch.where(inside, base + (y * w + x).long(), b * h * w))  # out: dropped
+        weights.append(wt * inside)
+    key = torch.stack(keys, dim=-1).reshape(-1)  # (B * Ho * Wo * 4,)
+    wts = torch.stack(weights, dim=-1).reshape(-1)
+    g = grad.permute(0, 2, 3, 1).reshape(-1, 1, c)  # (B * Ho * Wo, 1, C)
+    contrib = (g * wts.view(-1, 4, 1)).reshape(-1, c)  # (B * Ho * Wo * 4, C)
+    order = torch.sort(key, stable=True).indices
+    key, contrib = key[order], contrib[order].double()
+    uniq, counts = torch.unique_consecutive(key, return_counts=True)
+    csum = torch.cat([contrib.new_zeros(1, c), contrib.cumsum(dim=0)])
+    end = counts.cumsum(0)
+    sums = (csum[end] - csum[end - counts]).to(grad.dtype)  # (K, C) per input pixel
+    out = grad.new_zeros(b * h * w + 1, c)
+    out[uniq] = sums
+    return out[:-1].view(b, h, w, c).permute(0, 3, 1, 2).contiguous()
 
 
 # ---- layers and units -----------------------------------------------------------------------
@@ -245,12 +301,16 @@ def optimise(objective: Objective, spectrum: torch.Tensor, transforms: torch.Ten
     dev = param.device
     for step in range(transforms.shape[1]):
         opt.zero_grad(set_to_none=True)
-        x = transform(image_of(param, side, side), transforms[:, step])
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
-            value = objective(normalise(x))
-        if record is not None:
-            record.append(value.detach().float().cpu())
-        (-value.float()).sum().backward()  # per-image losses summed: no batch coupling
+        # cuDNN: deterministic algorithms (some backward-data algorithms add with atomics)
+        with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
+            x = transform(image_of(param, side, side), transforms[:, step])
+            if autocast:  # CUDA: channels-last bf16 convolutions (cuDNN's native layout)
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+                value = objective(normalise(x))
+            if record is not None:
+                record.append(value.detach().float().cpu())
+            (-value.float()).sum().backward()  # per-image losses summed: no batch coupling
         opt.step()
     with torch.no_grad():
         return image_of(param, side, side)
