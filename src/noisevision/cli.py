@@ -207,7 +207,15 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
                         "number of CPU cores)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--batch-size", type=bounded_count(65536), default=None)
-    p.add_argument("--shard", default=None, help="K/N: write only block K of N (0-based)")
+    p.add_argument("--shard", default=None, help="K/N: write only block K of N (0-based; of "
+                   "the shards with --layout shards); under torchrun each rank takes its block")
+    p.add_argument("--layout", choices=("folder", "shards"), default="folder",
+                   help="folder (default): one image file per index in chunk folders; shards: "
+                        "WebDataset tar shards DIR/shard-<k>.tar of --shard-size images each "
+                        "(needs the webdataset package: the `shards` extra)")
+    p.add_argument("--shard-size", type=bounded_count(1_000_000), default=None,
+                   help="images per shard with --layout shards (default 1000); shard k holds "
+                        "indices start + k*size onwards")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a different dataset already in --out (only the files "
                         "`generate` wrote there are removed)")
@@ -218,6 +226,16 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
+    from noisevision.data.writer import Ranks
+
+    ranks = Ranks.from_env()  # torchrun: every rank takes its own block (and GPU)
+    try:
+        return _generate(args, ranks)
+    finally:
+        ranks.close()
+
+
+def _generate(args: argparse.Namespace, ranks) -> int:
     from noisevision.data.writer import SCALES, Shard, write_dataset
     from noisevision.generators.base import create_generator
     from noisevision.safety import check_output_dir
@@ -246,12 +264,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         _render_fits(gen, 16, "--resolution")
     result = write_dataset(gen, args.out, n, seed=args.seed, start=args.start,
                            fmt=encoding["format"], jpeg_quality=encoding["jpeg_quality"],
-                           jpeg_subsampling=encoding["jpeg_subsampling"], workers=args.workers,
-                           device=args.device, shard=shard,
+                           jpeg_subsampling=encoding["jpeg_subsampling"],
+                           workers=args.workers or ranks.default_workers(),
+                           device=ranks.device(args.device), shard=shard,
                            batch_size=args.batch_size, overwrite=args.overwrite,
-                           progress=not args.quiet)
+                           progress=not args.quiet and ranks.rank == 0, layout=args.layout,
+                           shard_size=args.shard_size, ranks=ranks)
     lo, hi = result.indices
-    if args.sheet:
+    if args.sheet and ranks.rank == 0:
         from noisevision.data.sheet import contact_sheet, save_sheet
 
         shown = list(range(args.start, args.start + min(16, n)))
@@ -259,7 +279,16 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         save_sheet(contact_sheet(images, [str(i) for i in shown],
                                  title=f"{args.name}  seed {args.seed}  {gen.resolution}px"),
                    result.out / "sheet.png")
-    print(f"{result.out}: wrote {result.written}, skipped {result.skipped} already present"
+    who = f"rank {ranks.rank} of {ranks.world}: " if ranks.world > 1 else ""
+    if result.shards is not None:
+        block = result.shards
+        where = (f"shards {block[0]}..{block[-1]}, indices {lo}..{hi - 1}" if len(block)
+                 else "no shard left for this rank")
+        print(f"{who}{result.out}: wrote {result.written} images, skipped {result.skipped} "
+              "already present" + (f", rewrote {result.damaged} truncated shard(s)"
+                                   if result.damaged else "") + f" ({where})")
+        return 0
+    print(f"{who}{result.out}: wrote {result.written}, skipped {result.skipped} already present"
           + (f", re-rendered {result.damaged} damaged" if result.damaged else "")
           + f" (indices {lo}..{hi - 1})")
     return 0
@@ -268,7 +297,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 # --- verify ---------------------------------------------------------------------------------
 
 def _add_verify(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir", help="dataset folder written by `noisevision generate`")
+    p.add_argument("dir", help="dataset folder written by `noisevision generate` (either "
+                   "layout; shards: every shard is checked for its end and its dataset, the "
+                   "shards holding the sampled images are read whole)")
     p.add_argument("--sample", type=bounded_count(1_000_000), default=16,
                    help="images to regenerate and compare (default 16)")
     p.add_argument("--indices", default=None, help="check these indices instead, e.g. 0-9")
@@ -288,7 +319,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if r.mismatched:
         print(f"{args.dir}: MISMATCH at indices {format_indices(r.mismatched)}",
               file=sys.stderr)
-    if r.damaged:
+    for line in r.bad_shards:
+        print(f"{args.dir}: DAMAGED shard {line} (delete it and rerun the same `generate` "
+              "command)", file=sys.stderr)
+    if r.damaged and not r.bad_shards:
         print(f"{args.dir}: DAMAGED (truncated or empty) files at indices "
               f"{format_indices(r.damaged)}", file=sys.stderr)
     if r.missing:

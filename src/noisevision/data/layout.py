@@ -22,6 +22,9 @@ CHUNK = 1000
 _CHUNK_RE = re.compile(r"^\d{8,13}$")  # 8 digits, more for indices >= 10**8
 _TMP_RE = re.compile(r"^\.\d{8,13}\.(png|jpg)\.\d+\.tmp$")
 TRAILERS = {"png": b"IEND\xaeB`\x82", "jpg": b"\xff\xd9"}
+# The shards layout (data/shards.py): DIR/shard-<k, 6 digits or more>.tar and its temporaries.
+SHARD_RE = re.compile(r"^shard-(\d{6,})\.tar$")
+SHARD_TMP_RE = re.compile(r"^\.shard-\d{6,}\.tar\.\d+\.tmp$")
 
 
 def chunk_name(index: int) -> str:
@@ -126,6 +129,8 @@ def is_dataset_entry(rel: str, is_dir: bool) -> bool:
     if len(parts) == 1:
         if is_dir:
             return bool(_CHUNK_RE.match(parts[0]))
+        if SHARD_RE.match(parts[0]) or SHARD_TMP_RE.match(parts[0]):
+            return True
         return parts[0] in ("manifest.json", "sheet.png") or bool(
             re.match(r"^\.(manifest\.json|sheet\.png)\.\d+\.tmp$", parts[0])
             or parts[0].startswith(".write-test."))

@@ -15,7 +15,8 @@ FORMAT_TAG = "noisevision-dataset-v1"
 
 # Fields that define the dataset's content; two runs agreeing on these may fill one folder.
 IDENTITY_FIELDS = ("generator", "config", "seed", "start", "count", "resolution", "format",
-                   "jpeg_quality", "jpeg_subsampling", "batch_size")
+                   "jpeg_quality", "jpeg_subsampling", "batch_size", "layout", "shard_size")
+LAYOUTS = ("folder", "shards")  # one file per image in chunk folders, or WebDataset tar shards
 
 
 @dataclass
@@ -33,6 +34,10 @@ class Manifest:
     jpeg_subsampling: str | None = None
     device: str = "cpu"            # device type that rendered the images (bit-exact on it)
     batch_size: int | None = None  # CUDA: the render batch shape (bytes depend on it); CPU: None
+    # "folder" (DIR/<chunk>/<index>.<ext>, data/layout.py) or "shards" (DIR/shard-<k>.tar,
+    # data/shards.py); manifests written before the field existed are folders
+    layout: str = "folder"
+    shard_size: int | None = None  # shards: images per shard (shard k = a fixed index range)
     versions: dict[str, str] = field(default_factory=dict)
     git_sha: str | None = None
     created: str = ""
@@ -60,7 +65,10 @@ class Manifest:
     def write(self, root: Path) -> None:
         from noisevision.data.encode import write_atomic
 
-        text = json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        data = asdict(self)
+        if self.layout == "folder":  # folder manifests stay as earlier versions wrote them
+            del data["layout"], data["shard_size"]
+        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
         write_atomic(Path(root) / MANIFEST, text.encode())
 
     @classmethod
@@ -107,6 +115,8 @@ class Manifest:
             raise bad("field 'jpeg_quality' is missing for a JPEG dataset")
         if data["format"] == "jpg" and data.get("jpeg_subsampling") is None:
             data = {**data, "jpeg_subsampling": "4:4:4"}  # written before the field existed
+        if (data.get("layout") == "shards") != (data.get("shard_size") is not None):
+            raise bad("field 'shard_size' must be given for a shards layout and only for it")
         if data["start"] + data["count"] > MAX_INDEX:
             raise bad(f"fields 'start' + 'count' pass the last index {MAX_INDEX - 1}")
         if data["config"].get("resolution", data["resolution"]) != data["resolution"]:
@@ -140,6 +150,9 @@ _FIELD_RULES: dict[str, tuple[tuple[type, ...], Any, str]] = {
     "device": ((str,), lambda v: v in ("cpu", "cuda"), "cpu or cuda"),
     "batch_size": ((int, type(None)), lambda v: v is None or 1 <= v <= 65536,
                    "null or an integer in 1..65536"),
+    "layout": ((str,), lambda v: v in LAYOUTS, "folder or shards"),
+    "shard_size": ((int, type(None)), lambda v: v is None or 1 <= v <= 1_000_000,
+                   "null or an integer in 1..1000000"),
     "versions": ((dict,), lambda v: True, "a JSON object"),
     "git_sha": ((str, type(None)), lambda v: True, "null or a string"),
     "created": ((str,), lambda v: True, "a string"),

@@ -1,4 +1,8 @@
-"""Write a generated dataset to an image folder: resumable, shardable, never half-written.
+"""Write a generated dataset to an image folder or tar shards: resumable, never half-written.
+
+`layout="shards"` hands the work to data/shard_writer.py (WebDataset tar shards, one file per
+fixed index range); under torchrun (`Ranks.from_env`) every rank writes its own contiguous block
+of shards (or of indices, for a folder) on its own GPU, and rank 0 alone prepares the folder.
 
 On CPU, `workers` single-threaded processes each render and write whole batches (one intra-op
 thread per process scales with the cores and stays fast on a busy machine, where two intra-op
@@ -75,7 +79,64 @@ class WriteResult:
     written: int
     skipped: int
     indices: tuple[int, int]
-    damaged: int = 0  # files found truncated or empty and rendered again
+    damaged: int = 0  # files (or shards) found truncated or empty and rendered again
+    shards: range | None = None  # shards layout: the block of shards this process owns
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place under torchrun (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE);
+    one process (0 of 1) otherwise. `generate` needs no collective work except agreeing that
+    rank 0 has prepared the folder, done over a gloo group (it exists on CPU-only nodes too)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+
+    @classmethod
+    def from_env(cls) -> Ranks:
+        env = os.environ
+        world = int(env.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        return cls(int(env["RANK"]), world, int(env.get("LOCAL_RANK", "0")),
+                   int(env.get("LOCAL_WORLD_SIZE", "1")))
+
+    def device(self, spec: str) -> str:
+        """auto or cuda under torchrun: this rank's own GPU (cuda:LOCAL_RANK)."""
+        if self.world > 1 and spec in ("auto", "cuda") and torch.cuda.is_available():
+            if self.local_rank >= torch.cuda.device_count():
+                raise UsageError(f"local rank {self.local_rank} has no GPU of its own "
+                                 f"({torch.cuda.device_count()} visible): lower "
+                                 "--nproc-per-node to the GPUs of a node")
+            return f"cuda:{self.local_rank}"
+        return spec
+
+    def default_workers(self) -> int:
+        """The node's cores shared between its ranks."""
+        return max(1, (os.cpu_count() or 1) // max(1, self.local_world))
+
+    def agree(self, error: str | None) -> None:
+        """Every rank stops with the first rank's error (one line each), or all go on."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            errors: list[str | None] = [None] * self.world
+            dist.all_gather_object(errors, error)
+            error = next((e for e in errors if e), None)
+        if error:
+            raise UsageError(error)
+
+    def close(self) -> None:
+        import torch.distributed as dist
+
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def prepare_folder(out: Path, manifest: Manifest, overwrite: bool) -> bool:
@@ -154,12 +215,16 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
                   workers: int | None = None,
                   device: str | torch.device = "cpu", shard: Shard | None = None,
                   batch_size: int | None = None, overwrite: bool = False,
-                  progress: bool = True) -> WriteResult:
+                  progress: bool = True, layout: str = "folder",
+                  shard_size: int | None = None, ranks: Ranks | None = None) -> WriteResult:
     """Render images [start, start + n) of `generator` (this shard's block) into `out`.
 
-    `workers`: CPU rendering processes (CPU device) or encoder threads (GPU device); default the
-    number of CPU cores. Every argument is checked before anything is written; a run that fails
-    before its first image leaves a new folder as it found it (absent).
+    `workers`: CPU rendering processes (CPU device) or encoder threads (GPU device; processes
+    for shards); default the number of CPU cores. `layout`: "folder" (one file per image) or
+    "shards" (WebDataset tar shards of `shard_size` images, data/shards.py). `ranks`: this
+    process's place under torchrun; each rank writes its own block (`shard` must then be None).
+    Every argument is checked before anything is written; a run that fails before its first
+    image leaves a new folder as it found it (absent).
     """
     if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
         raise UsageError(f"number of images must be a positive integer, got {n!r}")
@@ -179,8 +244,25 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
         raise UsageError(f"workers must be >= 1, got {workers}")
     if batch_size is not None and batch_size < 1:
         raise UsageError(f"batch size must be >= 1, got {batch_size}")
+    from noisevision.data.manifest import LAYOUTS
+    from noisevision.data.shards import DEFAULT_SHARD_SIZE, webdataset
+
+    if layout not in LAYOUTS:
+        raise UsageError(f"unknown layout {layout!r} (allowed: {', '.join(LAYOUTS)})")
+    if shard_size is not None and layout != "shards":
+        raise UsageError("--shard-size applies to --layout shards only")
+    if layout == "shards":
+        shard_size = shard_size or DEFAULT_SHARD_SIZE
+        if not 1 <= shard_size <= 1_000_000:
+            raise UsageError(f"shard size must be in 1..1000000, got {shard_size}")
+        webdataset()  # the `shards` extra, checked before anything is written
+    ranks = ranks or Ranks()
+    if ranks.world > 1 and shard is not None and shard.n > 1:
+        raise UsageError("--shard and torchrun both split the work: under torchrun each rank "
+                         "takes its own block, so drop --shard")
+    if shard is None or shard.n == 1:
+        shard = Shard(ranks.rank, ranks.world) if ranks.world > 1 else Shard()
     dev = resolve_device(device)
-    shard = shard or Shard()
     out = Path(out)
 
     bs = batch_size or generator.default_batch_size(dev)
@@ -191,12 +273,16 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
                                seed=seed, start=start, count=n, resolution=generator.resolution,
                                format=fmt, jpeg_quality=jpeg_quality if fmt == "jpg" else None,
                                jpeg_subsampling=jpeg_subsampling if fmt == "jpg" else None,
-                               device=dev.type, batch_size=bs if dev.type == "cuda" else None)
+                               device=dev.type, batch_size=bs if dev.type == "cuda" else None,
+                               layout=layout, shard_size=shard_size)
     parents = [p for p in out.absolute().parents if not p.exists()]
-    fresh = prepare_folder(out, manifest, overwrite)
+    # a failed run removes a folder it created only when no other rank writes into it
+    fresh = _prepare_ranked(out, manifest, overwrite, ranks) and ranks.world == 1
+    if layout == "shards":
+        return _write_shard_block(generator, out, manifest, shard, dev, bs, workers, progress,
+                                  fresh, parents)
     written = 0
     try:
-        remove_stale_temporaries(out)
         lo, hi = shard.bounds(start, n)
         done, damaged = scan_images(out, fmt)
         done = {i for i in done if lo <= i < hi}
@@ -226,6 +312,74 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
         raise
     return WriteResult(out=out, written=written, skipped=skipped, indices=(lo, hi),
                        damaged=len(damaged))
+
+
+def _prepare_ranked(out: Path, manifest: Manifest, overwrite: bool, ranks: Ranks) -> bool:
+    """prepare_folder on rank 0 (then on the first rank of any node that does not see its
+    folder: no shared file system); the other ranks wait for it, then check its manifest."""
+    error, fresh = None, False
+    if ranks.rank == 0:
+        try:
+            fresh = prepare_folder(out, manifest, overwrite)
+            if manifest.layout == "folder":  # before any rank writes (shards: by each rank)
+                remove_stale_temporaries(out)
+        except UsageError as exc:
+            error = str(exc)
+    ranks.agree(error)
+    if ranks.rank != 0 and ranks.local_rank == 0 and not (out / MANIFEST).is_file():
+        try:  # a node that does not share rank 0's file system: its own copy of the folder
+            prepare_folder(out, manifest, overwrite)
+            if manifest.layout == "folder":
+                remove_stale_temporaries(out)
+        except UsageError as exc:
+            error = str(exc)
+    ranks.agree(error)
+    if ranks.rank != 0:
+        diff = manifest.differences(Manifest.read(out))
+        ranks_error = (f"rank {ranks.rank} would write another dataset than rank 0 "
+                       f"({', '.join(diff)} differ): give every rank the same flags"
+                       if diff else None)
+        if ranks_error:
+            raise UsageError(ranks_error)
+    return fresh
+
+
+def _write_shard_block(generator: Generator, out: Path, manifest: Manifest, shard: Shard,
+                       dev: torch.device, bs: int, workers: int | None, progress: bool,
+                       fresh: bool, parents: list[Path]) -> WriteResult:
+    """This process's block of shards (data/shard_writer.py), with the folder's progress bar."""
+    from noisevision.data.shard_writer import ShardJob, write_shards
+    from noisevision.data.shards import ShardPlan, complete_shards
+
+    plan = ShardPlan.of(manifest)
+    block = plan.block(shard.k, shard.n)
+    total = sum(plan.length(k) for k in block)
+    bar = tqdm(total=total, unit="img", disable=not progress, desc=generator.name,
+               smoothing=0.05, dynamic_ncols=True)
+    seen = [False]
+
+    def advance(k: int) -> None:
+        if not seen[0]:  # first call: the skipped shards
+            seen[0] = True
+            done, _ = complete_shards(out, plan)
+            bar.update(sum(plan.length(j) for j in block if j in done))
+        bar.update(k)
+
+    def note(text: str) -> None:
+        if progress:
+            print(f"noisevision: {text}", file=sys.stderr)
+
+    try:
+        r = write_shards(generator, ShardJob(out, manifest, bs), block, dev,
+                         workers or max(1, os.cpu_count() or 1), advance, note)
+    except BaseException:
+        if fresh and not complete_shards(out, plan)[0]:  # nothing to resume: leave no trace
+            _rollback(out, parents)
+        raise
+    finally:
+        bar.close()
+    return WriteResult(out=out, written=r.written, skipped=r.skipped, indices=r.indices,
+                       damaged=r.damaged, shards=r.shards)
 
 
 def _difference(field: str, old: Any, new: Any) -> str:

@@ -3,7 +3,8 @@
 A data spec names one or more sources with weights, e.g.
 ``dead_leaves_shapes:1,stat_spectrum_color_wmm:1,/data/stylegan_oriented:2``. Each source is a
 registered generator name or a folder (one written by ``noisevision generate``, any ImageFolder
-tree or a plain folder of images, searched recursively).
+tree or a plain folder of images, searched recursively, or the WebDataset tar shards of
+``generate --layout shards``, read in order by data/shard_stream.py).
 
 Generators run in one of two regimes (Baradad et al. 2021, Sec. 4 and Table 1):
 * ``cached``: a fixed index set (the paper's 105k / 1.3M datasets) rendered once on the training
@@ -231,6 +232,72 @@ class FolderComponent:
             yield images.to(self.device, non_blocking=True)
 
 
+class ShardsComponent:
+    """A shards dataset (generate --layout shards) streamed by DataLoader workers: rank r reads
+    its own slice of every epoch, shard by shard (data/shard_stream.py for the order)."""
+
+    streaming = True  # delivers its own epoch order: the plan gives stream positions
+
+    def __init__(self, path: str, *, image_size: int, seed: int, workers: int = 4) -> None:
+        from noisevision.data.shards import open_shards
+
+        self.path, self.image_size, self.seed, self.workers = path, image_size, seed, workers
+        self.shards = open_shards(path)  # every shard present, complete and of this dataset
+        self.images = self.shards.count
+
+    def describe(self) -> dict:
+        from noisevision.data.shards import dataset_hash
+
+        m = self.shards.manifest
+        return {"kind": "shards", "path": str(Path(self.path).resolve()), "images": self.images,
+                "shards": self.shards.plan.num, "shard_size": m.shard_size,
+                "generator": m.generator, "dataset": dataset_hash(m)}
+
+    def prepare(self, images: int, device: torch.device, rank: int, world: int,
+                progress: bool) -> None:
+        del progress
+        self.device, self.rank, self.world = device, rank, world
+        self.count = images // world  # this rank's images of an epoch (DataSource.counts)
+        if self.images // world < 1:
+            raise UsageError(f"shards folder {self.path!r} holds {self.images} images, fewer "
+                             f"than the {world} processes")
+
+    def shard_size(self) -> int | None:
+        return None
+
+    def batches(self, epoch: int, id_batches: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        from noisevision.data import shard_stream
+
+        if not id_batches:
+            return
+        start = int(id_batches[0][0])  # stream positions: consecutive from here
+        windows = shard_stream.epoch_windows(self.shards, self.seed, epoch, self.rank,
+                                             self.world, self.count)
+        chunks = shard_stream.stream(self.shards, shard_stream.skip(windows, start),
+                                     self.image_size, self.workers,
+                                     pin_memory=self.device.type == "cuda")
+        for images in shard_stream.batches(chunks, [ids.numel() for ids in id_batches]):
+            yield images.to(self.device, non_blocking=True)
+
+
+def is_shards_source(source: str) -> bool:
+    from noisevision.data.shards import is_shards_folder
+
+    return is_shards_folder(source)
+
+
+def source_image_side(source: str) -> int:
+    """The image side of a folder source: the manifest's resolution for shards, else the side
+    of its first image."""
+    from noisevision.data.encode import image_size
+
+    if is_shards_source(source):
+        from noisevision.data.shards import open_shards
+
+        return open_shards(source).manifest.resolution
+    return int(min(image_size(scan_folder(source)[0])))
+
+
 # ---------------------------------------------------------------- the mixture and its plan
 
 class DataSource:
@@ -241,12 +308,16 @@ class DataSource:
                  render_batch: int | None = None) -> None:
         self.specs = parse_data_spec(spec)
         self.seed = int(seed)
-        self.components: list[GeneratorComponent | FolderComponent] = []
-        for s in self.specs:
+        self.components: list[GeneratorComponent | FolderComponent | ShardsComponent] = []
+        for i, s in enumerate(self.specs):
             if source_kind(s.source) == "generator":
                 self.components.append(GeneratorComponent(
                     s.source, image_size=image_size, seed=seed, mode=generator_mode,
                     render_batch=render_batch))
+            elif is_shards_source(s.source):
+                self.components.append(ShardsComponent(s.source, image_size=image_size,
+                                                       seed=_seed_for(seed, "shards", i),
+                                                       workers=workers))
             else:
                 self.components.append(FolderComponent(s.source, image_size=image_size,
                                                        workers=workers))
@@ -283,7 +354,7 @@ class DataSource:
         per_comp = []
         for i, (c, n) in enumerate(zip(self.components, self.counts, strict=True)):
             size = c.shard_size()
-            if size is None:
+            if size is None:  # continuous generators, shards: positions in their own stream
                 per_comp.append(torch.arange(n))
                 continue
             g = torch.Generator().manual_seed(_seed_for(self.seed, epoch, self.rank, i))

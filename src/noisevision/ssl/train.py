@@ -51,7 +51,7 @@ from noisevision.ssl.sources import (
     DataSource,
     _seed_for,
     parse_data_spec,
-    scan_folder,
+    source_image_side,
     source_kind,
 )
 
@@ -180,12 +180,11 @@ def _has_generator(spec: str) -> bool:
 
 
 def _folder_only_size(spec: str) -> int | None:
-    """Side of the first image when --data is folders only (so they are not resized)."""
-    from noisevision.data.encode import image_size
-
+    """Side of the first folder's images when --data is folders only (so they are not
+    resized); a shards folder's from its manifest."""
     if _has_generator(spec):
         return None
-    return int(min(image_size(scan_folder(parse_data_spec(spec)[0].source)[0])))
+    return source_image_side(parse_data_spec(spec)[0].source)
 
 
 def learning_rate(cfg: PretrainConfig, epoch: int) -> float:
