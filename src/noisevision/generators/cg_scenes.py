@@ -406,10 +406,11 @@ def render_scene(scene: Scene, resolution: int, *, march_steps: int = 64,
     img = image[surface]
     obj = scene.objects[img]
     hit_obj = on_obj[surface]
-    slot = torch.where(hit_obj, object_distance(p, obj).argmin(dim=1), -1)
+    at = torch.nonzero(hit_obj).flatten()
+    slot = torch.full_like(img, -1)
+    slot[at] = object_distance(p[at], obj[at]).argmin(dim=1)  # the object hit
     n = torch.zeros_like(p)
     n[:, 1] = 1.0
-    at = torch.nonzero(hit_obj).flatten()
     own = torch.nn.functional.one_hot(slot[at], obj.shape[1]).bool()
     n[at] = normals(p[at], select_slots(own, obj[at]))
     colour = environment(d, scene.ground[image], scene.sky[image])  # sky where nothing is hit
