@@ -39,7 +39,7 @@ def speed(args, dev: torch.device) -> None:
     gen = create_generator("featvis_random", resolution=args.resolution, steps=args.steps)
     bs = args.batch_size or gen.default_batch_size(dev)
     warm = create_generator("featvis_random", resolution=args.resolution, steps=2)
-    warm._models = gen._models  # the same network: built once, outside the timing
+    # warm-up: the same (process-wide cached) network is built outside the timing
     warm.images(torch.arange(bs, device=dev), 0, batch_size=bs)
     sync(dev)
     t0 = time.perf_counter()

@@ -28,6 +28,7 @@ at 128, at half the cost; `--set steps=128` is the reference).
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +154,10 @@ def random_network(arch: str, seed: int, group: int, device: torch.device, *,
     return featvis.prepare(model)
 
 
+_NETWORKS: OrderedDict = OrderedDict()  # random networks, least recently used dropped
+_NETWORKS_LOCK = threading.Lock()
+
+
 class FeatVis(Generator):
     """Images optimised to excite one or two units of a random or pretrained network."""
 
@@ -161,7 +166,7 @@ class FeatVis(Generator):
 
     def __init__(self, config: FeatVisConfig, name: str | None = None) -> None:
         super().__init__(config, name)
-        self._models: OrderedDict = OrderedDict()  # (seed, group, device) -> model, LRU
+        self._models: dict = {}  # device -> the loaded encoder file
         if config.encoder not in ("random", ""):
             model = self._loaded(torch.device("cpu"))
             featvis.resolve_layer(model, config.layer)  # unknown layer: one line now
@@ -197,15 +202,18 @@ class FeatVis(Generator):
         cfg = self.config
         if cfg.encoder != "random":
             return self._loaded(device)
-        key = (seed, group, str(device))
-        if key not in self._models:
-            net = random_network(cfg.arch, seed, group, device, width=cfg.width,
-                                 input_size=cfg.resolution)
-            self._models[key] = self._for_device(net, device)
-            while len(self._models) > 2:
-                self._models.popitem(last=False)
-        self._models.move_to_end(key)
-        return self._models[key]
+        # shared by every generator of this process (a ResNet-50 takes seconds to draw)
+        key = (cfg.arch, cfg.width, cfg.resolution if cfg.arch == "small_alexnet" else 0, seed,
+               group, str(device))
+        with _NETWORKS_LOCK:
+            if key not in _NETWORKS:
+                net = random_network(cfg.arch, seed, group, device, width=cfg.width,
+                                     input_size=cfg.resolution)
+                _NETWORKS[key] = self._for_device(net, device)
+                while len(_NETWORKS) > 2:
+                    _NETWORKS.popitem(last=False)
+            _NETWORKS.move_to_end(key)
+            return _NETWORKS[key]
 
     def render(self, indices: torch.Tensor, seed: int) -> torch.Tensor:
         cfg = self.config
