@@ -15,7 +15,8 @@ Image i belongs to category c = i // instances_per_category (`category(i)`), ins
 j = i % instances_per_category. As FractalDB's instances, j picks one of FractalDB's parameter
 jitters (the system itself, or one of a..f multiplied by one of `jitter_weights`, in every map; 25
 variants with the default weights) and, with `flips`, one of four flips (none, horizontal,
-vertical, both); the chaos game's draws and the patch pattern are image i's own.
+vertical, both), made by mirroring the IFS (exact in floating point) rather than the picture; the
+chaos game's draws and the patch pattern are image i's own.
 
 Rendering is the chaos game, batched: `chains` parallel walks per image, all started at the
 fixed point of map 0 (a point of the attractor, so every recorded point lies on it), each taking
@@ -23,13 +24,16 @@ fixed point of map 0 (a point of the attractor, so every recorded point lies on 
 every walk of every image. Points are scaled to the canvas box with a 6/512 margin on each axis
 independently (as FractalDB) on a canvas `supersample` times the resolution holding
 `point_density` points per canvas pixel (FractalDB: 100,000 on 512 x 512). "patch" rendering
-deposits a random 3 x 3 pattern (grey levels, or colours with `color`) at every hit canvas pixel,
-FractalDB's patch rendering; "point" deposits one white (or, with `color`, map-coloured) pixel.
-Deposits add up and the canvas is box-filtered to the resolution; values clip at 1.
+paints a random 3 x 3 pattern (grey levels, or colours with `color`) around every hit canvas
+pixel, FractalDB's patch rendering; "point" paints the hit pixel white (or, with `color`, in
+the colour of the map that moved the point there). Where paint overlaps, the brighter grey (the
+colour of higher priority) shows, an order-free rule where FractalDB paints in turn; the canvas
+is then box-filtered to the resolution.
 
 Where this differs from FractalDB: counter-based draws (noisevision.rng), not NumPy's global
 RNG, so the categories are not the released ones; many walks instead of one, started on the
-attractor (FractalDB starts one walk at the origin); contraction is required; deposits add.
+attractor (FractalDB starts one walk at the origin); contraction is required; overlapping
+paint keeps the brightest, not the last.
 """
 
 from __future__ import annotations
@@ -367,7 +371,7 @@ def mirror(flip: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class Candidates:
     """Candidate systems of a search round: params (N, M, 6), n_maps (N,), ok (N,) when every
-    map slot found a contraction, thresholds (N, M - 1) and the walks' map choices (T, N, K)."""
+    map slot found a contraction, and the walks' map choices (T, N, K) of its filling rate."""
 
     params: torch.Tensor
     n_maps: torch.Tensor
