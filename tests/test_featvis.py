@@ -217,6 +217,18 @@ def test_checkpoint_family_is_batch_invariant_and_records_the_file_hash(tmp_path
         create_generator("featvis_encoder", **gen.describe()["config"])
 
 
+def test_rendering_under_inference_mode_gives_the_same_images():
+    """Callers may render under torch.inference_mode (feature extraction): the optimisation
+    still has autograd, and the bytes are the same."""
+    from noisevision.generators.base import cheap_generator
+
+    gen = cheap_generator("featvis_encoder", resolution=32)
+    x = gen.generate([3, 4], seed=1)
+    with torch.inference_mode():
+        y = gen.generate([3, 4], seed=1)
+    assert torch.equal(x, y)
+
+
 def test_checkpoint_family_bad_input_is_one_line(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         create_generator("featvis_encoder", encoder=str(tmp_path / "missing.pt"))

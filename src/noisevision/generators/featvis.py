@@ -216,6 +216,11 @@ class FeatVis(Generator):
             return _NETWORKS[key]
 
     def render(self, indices: torch.Tensor, seed: int) -> torch.Tensor:
+        # the optimisation needs autograd, also when a caller renders under inference_mode
+        with torch.inference_mode(False), torch.enable_grad():
+            return self._render(indices.clone(), seed)
+
+    def _render(self, indices: torch.Tensor, seed: int) -> torch.Tensor:
         cfg = self.config
         if not cfg.encoder:
             raise UsageError(f"{self.name} needs an encoder: --set encoder=RUN (a pretraining "
@@ -244,12 +249,10 @@ class FeatVis(Generator):
         # CPU: one image at a time (oneDNN and BLAS pick kernels by batch size); CUDA: batched
         chunk = indices.numel() if dev.type == "cuda" else 1
         parts = []
-        with torch.enable_grad():
-            for i in range(0, indices.numel(), chunk):
-                objective = featvis.Objective(model, module, units[i:i + chunk])
-                parts.append(featvis.optimise(objective, spectrum[i:i + chunk],
-                                              views[i:i + chunk], lr=cfg.lr,
-                                              autocast=dev.type == "cuda"))
+        for i in range(0, indices.numel(), chunk):
+            objective = featvis.Objective(model, module, units[i:i + chunk])
+            parts.append(featvis.optimise(objective, spectrum[i:i + chunk], views[i:i + chunk],
+                                          lr=cfg.lr, autocast=dev.type == "cuda"))
         images = torch.cat(parts)
         return featvis.stretch(images) if cfg.stretch else images
 
