@@ -3,8 +3,8 @@
 # 128 px, 64 Adam steps, bf16 autocast, batched), the objective against the steps, and whether
 # an image is the same bytes twice and at another batch position. Run from the repo root:
 #     bash benchmarks/gpu_issue14.sh
-# Expected to finish in about a minute on an H200 (not run yet; each part has a timeout guard). Target: >= 200 img/s,
-# 105,000 images in under 10 minutes. DEVICE=cpu IMAGES=2 RES=32 BS=2 runs a dry run on a CPU.
+# Expected to finish in about a minute on an H200 (not run yet; each part has a timeout
+# guard). Target: >= 200 img/s, 105,000 images in under 10 minutes. DEVICE=cpu IMAGES=2 RES=32 BS=2 runs a dry run on a CPU.
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
