@@ -145,24 +145,32 @@ def nearest(p: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def sphere_span(o: torch.Tensor, d: torch.Tensor, obj: torch.Tensor
+def spheres_of(objects: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Bounding spheres of the scenes `image` (A,) picks: (A, N, 4) centre and radius."""
+    return objects[:, :, [CX, CY, CZ, BOUND]][image]
+
+
+def sphere_span(o: torch.Tensor, d: torch.Tensor, spheres: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Where rays o + t d (A, 3) (unit d) run through each slot's bounding sphere: t_in, t_out
-    (A, N), t_in > t_out where they miss it."""
-    oc = o[:, None, :] - obj[..., CX:CZ + 1]  # (A, N, 3)
+    """Where rays o + t d (A, 3) (unit d) run through each slot's bounding sphere (spheres
+    (A, N, 4) from `spheres_of`): t_in, t_out (A, N), t_in > t_out where they miss it."""
+    oc = o[:, None, :] - spheres[..., :3]  # (A, N, 3)
+    radius = spheres[..., 3]
     b = (oc * d[:, None, :]).sum(-1)
-    c = (oc * oc).sum(-1) - obj[..., BOUND] * obj[..., BOUND]
+    c = (oc * oc).sum(-1) - radius * radius
     disc = b * b - c
     root = torch.sqrt(disc.clamp(min=0.0))
-    miss = (disc <= 0.0) | (obj[..., BOUND] <= 0.0)
+    miss = (disc <= 0.0) | (radius <= 0.0)
     t_in = torch.where(miss, torch.full_like(b, FAR), -b - root)
     t_out = torch.where(miss, torch.full_like(b, -FAR), -b + root)
     return t_in, t_out
 
 
-def select_slots(mask: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
-    """The slots of each row that `mask` (A, N) keeps, first, in a (A, M, FIELDS) tensor
-    (M = the most any row keeps, at least 1); the rest of a row's M are emptied (bound 0).
+def select_slots(mask: torch.Tensor, objects: torch.Tensor, image: torch.Tensor
+                 ) -> torch.Tensor:
+    """The slots of each row's scene (objects (B, N, FIELDS), image (A,)) that `mask` (A, N)
+    keeps, first, in a (A, M, FIELDS) tensor (M = the most any row keeps, at least 1); the rest
+    of a row's M are emptied (bound 0).
 
     A ray that cannot meet a slot (it misses its bounding sphere) marches the same without
     it, and a row's result depends on its own slots only (an emptied slot is FAR), so the
@@ -171,7 +179,7 @@ def select_slots(mask: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
     A, N = mask.shape
     M = max(1, int(mask.sum(dim=1).max())) if A else 1
     order = torch.argsort((~mask).to(torch.uint8), dim=1, stable=True)[:, :M]  # kept first
-    sub = obj.gather(1, order[..., None].expand(-1, -1, obj.shape[-1])).clone()
+    sub = objects[image[:, None], order]  # (A, M, FIELDS), a copy
     kept = mask.gather(1, order)
     sub[..., BOUND] = torch.where(kept, sub[..., BOUND], 0.0)
     return sub
@@ -204,7 +212,7 @@ def march(o: torch.Tensor, d: torch.Tensor, image: torch.Tensor, objects: torch.
     done when it is within 1e-3 * (1 + t) of a surface (a hit) or past its last bounding
     sphere or t_far (a miss); done rays leave the batch every 4 steps.
     """
-    t_in, t_out = sphere_span(o, d, objects[image])  # (A, N)
+    t_in, t_out = sphere_span(o, d, spheres_of(objects, image))  # (A, N)
     meets = (t_in < t_out) & (t_out > 0.0) & (t_in < t_far[:, None])
     t_start = torch.where(meets, t_in, FAR).amin(dim=1).clamp(min=0.0)
     t_end = torch.minimum(torch.where(meets, t_out, -FAR).amax(dim=1), t_far)
@@ -212,7 +220,7 @@ def march(o: torch.Tensor, d: torch.Tensor, image: torch.Tensor, objects: torch.
     live = torch.nonzero(t_start < t_end).flatten()
     for rows in slot_buckets(meets[live]):
         ray = live[rows]  # rays meeting about as many bounding spheres: one slot tensor
-        obj = select_slots(meets[ray], objects[image[ray]])
+        obj = select_slots(meets[ray], objects, image[ray])
         result[ray] = trace(o[ray], d[ray], t_start[ray], t_end[ray], obj, steps)
     return result
 
@@ -247,27 +255,28 @@ def trace(o: torch.Tensor, d: torch.Tensor, t: torch.Tensor, t_end: torch.Tensor
     return result
 
 
-def soft_shadow(p: torch.Tensor, l: torch.Tensor, k: torch.Tensor, obj: torch.Tensor,
-                steps: int) -> torch.Tensor:
+def soft_shadow(p: torch.Tensor, l: torch.Tensor, k: torch.Tensor, objects: torch.Tensor,
+                image: torch.Tensor, steps: int) -> torch.Tensor:
     """Light reaching p (A, 3) from direction l (A, 3): min(1, min_t k h(p + t l) / t) over
     the march (Quilez's soft shadow). Only objects whose bounding sphere the shadow ray passes
     closer than t / k can darken it (k h / t >= 1 elsewhere): a ray with none is fully lit
     without marching, the others march among those alone and stop past the last of them.
-    k (A,), obj (A, N, FIELDS)."""
+    k (A,); objects (B, N, FIELDS) and image (A,): each point's scene."""
     out = torch.ones(p.shape[0], device=p.device)
     if steps == 0 or p.shape[0] == 0:
         return out
-    oc = obj[..., CX:CZ + 1] - p[:, None, :]  # (A, N, 3)
+    spheres = spheres_of(objects, image)
+    oc = spheres[..., :3] - p[:, None, :]  # (A, N, 3)
+    radius = spheres[..., 3]
     along = (oc * l[:, None, :]).sum(-1)  # closest approach at t = along
-    gap = torch.sqrt(((oc * oc).sum(-1) - along * along).clamp(min=0.0)) - obj[..., BOUND]
-    near = ((obj[..., BOUND] > 0) & (along > -obj[..., BOUND])
-            & (gap * k[:, None] < along.abs() + obj[..., BOUND]))
+    gap = torch.sqrt(((oc * oc).sum(-1) - along * along).clamp(min=0.0)) - radius
+    near = (radius > 0) & (along > -radius) & (gap * k[:, None] < along.abs() + radius)
     live = torch.nonzero(near.any(dim=1)).flatten()
-    t_end = torch.where(near, along + obj[..., BOUND], 0.0).amax(dim=1)
+    t_end = torch.where(near, along + radius, 0.0).amax(dim=1)
     for rows in slot_buckets(near[live]):
         ray = live[rows]
         out[ray] = penumbra(p[ray], l[ray], k[ray], t_end[ray],
-                            select_slots(near[ray], obj[ray]), steps)
+                            select_slots(near[ray], objects, image[ray]), steps)
     return out
 
 
@@ -291,16 +300,19 @@ def penumbra(p: torch.Tensor, l: torch.Tensor, k: torch.Tensor, t_end: torch.Ten
     return res.clamp(0.0, 1.0)
 
 
-def ambient_occlusion(p: torch.Tensor, n: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
+def ambient_occlusion(p: torch.Tensor, n: torch.Tensor, objects: torch.Tensor,
+                      image: torch.Tensor) -> torch.Tensor:
     """1 - the occlusion of p (A, 3) along its normal n by the objects and the ground: three
     distance samples (a lower distance than the step's length means something is near)."""
     occ = torch.zeros(p.shape[0], device=p.device)
     reach = AO_STEPS[-1][0] + 0.05
-    centre = obj[..., CX:CZ + 1] - p[:, None, :]
-    close = (obj[..., BOUND] > 0) & (torch.sqrt((centre * centre).sum(-1))
-                                      < obj[..., BOUND] + reach)
-    live = torch.nonzero(close.any(dim=1)).flatten()  # elsewhere only the ground: no
-    obj = select_slots(close[live], obj[live])  # occlusion (a sample's height is its step)
+    spheres = spheres_of(objects, image)
+    centre = spheres[..., :3] - p[:, None, :]
+    close = (spheres[..., 3] > 0) & (torch.sqrt((centre * centre).sum(-1))
+                                     < spheres[..., 3] + reach)
+    # elsewhere only the ground is near: no occlusion (a sample's height is its step)
+    live = torch.nonzero(close.any(dim=1)).flatten()
+    obj = select_slots(close[live], objects, image[live])
     p, n = p[live], n[live]
     for step, weight in AO_STEPS:
         q = p + step * n
@@ -358,8 +370,7 @@ def shade(scene: Scene, image: torch.Tensor, p: torch.Tensor, n: torch.Tensor,
     mat_table = torch.tensor(MATERIAL_TABLE + (GROUND_MATERIAL,), device=dev)
     mat = torch.where(is_ground, len(MATERIAL_TABLE), scene.material[image, s])
     kd, ks, log2, tint, refl = mat_table[mat].unbind(-1)
-    obj = scene.objects[image]
-    ao = ambient_occlusion(p, n, obj)
+    ao = ambient_occlusion(p, n, scene.objects, image)
     diffuse = scene.ambient[image] * ao
     specular = torch.zeros_like(diffuse)
     start = p + 2e-3 * n
@@ -369,8 +380,8 @@ def shade(scene: Scene, image: torch.Tensor, p: torch.Tensor, n: torch.Tensor,
         if lit.numel() == 0:
             continue
         l = scene.light_dir[image[lit], light]
-        shadow = soft_shadow(start[lit], l, scene.softness[image[lit], light], obj[lit],
-                             shadow_steps)
+        shadow = soft_shadow(start[lit], l, scene.softness[image[lit], light], scene.objects,
+                             image[lit], shadow_steps)
         ndl = (n[lit] * l).sum(-1).clamp(min=0.0)
         half = l - view[lit]
         half = half / torch.sqrt((half * half).sum(-1, keepdim=True)).clamp(min=1e-12)
@@ -404,15 +415,14 @@ def render_scene(scene: Scene, resolution: int, *, march_steps: int = 64,
     surface = torch.nonzero(t < FAR).flatten()
     p = o[surface] + t[surface, None] * d[surface]
     img = image[surface]
-    obj = scene.objects[img]
     hit_obj = on_obj[surface]
     at = torch.nonzero(hit_obj).flatten()
     slot = torch.full_like(img, -1)
-    slot[at] = object_distance(p[at], obj[at]).argmin(dim=1)  # the object hit
+    slot[at] = object_distance(p[at], scene.objects[img[at]]).argmin(dim=1)  # the object hit
     n = torch.zeros_like(p)
     n[:, 1] = 1.0
-    own = torch.nn.functional.one_hot(slot[at], obj.shape[1]).bool()
-    n[at] = normals(p[at], select_slots(own, obj[at]))
+    own = torch.nn.functional.one_hot(slot[at], scene.objects.shape[1]).bool()
+    n[at] = normals(p[at], select_slots(own, scene.objects, img[at]))
     colour = environment(d, scene.ground[image], scene.sky[image])  # sky where nothing is hit
     colour[surface] = shade(scene, img, p, n, d[surface], slot, shadow_steps)
     linear = colour.view(B, size, size, 3).permute(0, 3, 1, 2)
