@@ -22,7 +22,9 @@ descriptions; no lucid / lucent code is used.
 Determinism: the initial spectrum and every transformation are drawn with
 :class:`noisevision.rng.ImageRandom` keyed by the image's index. On CPU images are optimised
 one at a time (BLAS and oneDNN choose kernels by batch size, which changes float rounding), so
-an image is the same bytes whatever its batch; on CUDA a batch is optimised together.
+an image is the same bytes whatever its batch; on CUDA a batch is optimised together in bf16,
+with deterministic cuDNN algorithms and a fixed-order gradient of the views (:class:`_Warp`;
+grid_sample's own backward adds with atomics), padded to the batch size by `render_batch`.
 """
 
 from __future__ import annotations
