@@ -21,7 +21,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,27 +96,34 @@ class ImageSource:
         return {**self.identity, "n": n}
 
 
-def _decoded_batches(files: list[str], batch: int,
-                     workers: int) -> Iterator[tuple[int, list[np.ndarray]]]:
-    """(start, decoded arrays) per batch of `files`, in order, decoded by `workers` threads
-    (PIL releases the interpreter lock while it decodes) with the next batch read ahead."""
+def _read_ahead(files: list[str], batch: int, workers: int,
+                read: Callable[[str], Any]) -> Iterator[tuple[int, list]]:
+    """(start, [read(f) for f in the batch]) per batch of `files`, in order; with workers > 1
+    read by that many threads (PIL decoding and file reads release the interpreter lock) with
+    the next batch read ahead."""
     from concurrent.futures import ThreadPoolExecutor
-
-    from noisevision.data.encode import read_rgb
 
     starts = list(range(0, len(files), batch))
     if workers <= 1:
         for i in starts:
-            yield i, [read_rgb(f) for f in files[i:i + batch]]
+            yield i, [read(f) for f in files[i:i + batch]]
         return
     with ThreadPoolExecutor(workers) as pool:
-        pending = [pool.map(read_rgb, files[i:i + batch]) for i in starts[:2]]
+        pending = [pool.map(read, files[i:i + batch]) for i in starts[:2]]
         for k, i in enumerate(starts):
-            arrays = list(pending.pop(0))
+            items = list(pending.pop(0))
             if k + 2 < len(starts):
                 j = starts[k + 2]
-                pending.append(pool.map(read_rgb, files[j:j + batch]))
-            yield i, arrays
+                pending.append(pool.map(read, files[j:j + batch]))
+            yield i, items
+
+
+def _decoded_batches(files: list[str], batch: int,
+                     workers: int) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """(start, decoded (H, W, 3) arrays) per batch of `files`, decoded by `workers` threads."""
+    from noisevision.data.encode import read_rgb
+
+    return _read_ahead(files, batch, workers, read_rgb)
 
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -163,17 +170,8 @@ def _gpu_decoded_batches(files: list[str], batch: int, workers: int,
                          device: torch.device) -> Iterator[tuple[int, list[torch.Tensor]]]:
     """(start, (3, H, W) uint8 tensors on `device`) per batch of JPEG `files`: bytes read by
     `workers` threads (the next batch read ahead), decoded on the GPU."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    starts = list(range(0, len(files), batch))
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        pending = [pool.map(_jpeg_bytes, files[i:i + batch]) for i in starts[:2]]
-        for k, i in enumerate(starts):
-            datas = list(pending.pop(0))
-            if k + 2 < len(starts):
-                j = starts[k + 2]
-                pending.append(pool.map(_jpeg_bytes, files[j:j + batch]))
-            yield i, decode_jpegs(files[i:i + batch], datas, device)
+    for i, datas in _read_ahead(files, batch, max(2, workers), _jpeg_bytes):
+        yield i, decode_jpegs(files[i:i + batch], datas, device)
 
 
 def _render_worker(desc: dict, tasks, results, parent: int) -> None:

@@ -3,6 +3,8 @@ dataset manifests and run configs)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import platform
 import subprocess
 from functools import lru_cache
@@ -42,3 +44,20 @@ def provenance(device: torch.device | None = None, world_size: int | None = None
     if world_size is not None:
         out["world_size"] = world_size
     return out
+
+
+_SHA_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes, remembered per (resolved path, size, modification time):
+    what identifies weights and encoder files in feature-cache keys and generator configs."""
+    st = os.stat(path)
+    memo_key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if memo_key not in _SHA_MEMO:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        _SHA_MEMO[memo_key] = h.hexdigest()
+    return _SHA_MEMO[memo_key]

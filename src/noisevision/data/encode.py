@@ -108,13 +108,24 @@ def write_atomic(path: Path, data: bytes, fsync: bool = False) -> None:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise UsageError(f"disk full while writing {path}: free some space and rerun the same "
-                             "command to resume") from None
-        if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+        discard_temporary(tmp)
+        raise_write_error(path, exc)
         raise
+
+
+def discard_temporary(tmp: Path) -> None:
+    """Remove a temporary file after a failed write (nothing half-written stays behind)."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def raise_write_error(path: Path, exc: OSError) -> None:
+    """A full disk or a refused write as the one-line UsageError naming `path`; any other
+    error returns (the caller re-raises it)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise UsageError(f"disk full while writing {path}: free some space and rerun the same "
+                         "command to resume") from None
+    if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None

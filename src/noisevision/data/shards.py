@@ -18,7 +18,6 @@ A complete shard ends in the tar end-of-archive blocks (a cheap check of the las
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from noisevision.data.encode import discard_temporary, raise_write_error
 from noisevision.data.layout import SHARD_RE, SHARD_TMP_RE
 from noisevision.data.manifest import Manifest, normalise
 from noisevision.errors import UsageError
@@ -146,15 +146,8 @@ def write_shard(path: Path, m: Manifest, indices: list[int], images: list[bytes]
             writer.close()
         os.replace(tmp, path)
     except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise UsageError(f"disk full while writing {path}: free some space and rerun the "
-                             "same command to resume") from None
-        if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+        discard_temporary(tmp)
+        raise_write_error(path, exc)
         raise
 
 

@@ -28,7 +28,6 @@ steps=128` is the reference).
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from noisevision.generators.base import (
     fixed_shapes,
     register_generator,
 )
+from noisevision.provenance import file_sha256
 from noisevision.rng import ImageRandom
 
 ARCHS = ("resnet50", "small_alexnet")
@@ -111,20 +111,6 @@ def encoder_file(spec: str) -> Path:
     return file
 
 
-_SHA_CACHE: dict[tuple, str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes (cached by path, size and modification time)."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _SHA_CACHE[key] = h.hexdigest()
-    return _SHA_CACHE[key]
 
 
 def random_network(arch: str, seed: int, group: int, device: torch.device, *,

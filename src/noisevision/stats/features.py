@@ -37,6 +37,7 @@ import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
 from noisevision.errors import UsageError
+from noisevision.provenance import file_sha256
 from noisevision.stats.cache import atomic_save, cache_dir
 
 EXTRACTOR_NAME = "inception-v3-compat"
@@ -142,19 +143,6 @@ def converted_weights_path(rebuild: bool = False) -> Path:
     return path
 
 
-_SHA_MEMO: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    st = os.stat(path)
-    memo_key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-    if memo_key not in _SHA_MEMO:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _SHA_MEMO[memo_key] = h.hexdigest()
-    return _SHA_MEMO[memo_key]
 
 
 # ----------------------------------------------------------------------------- extractor
