@@ -9,8 +9,6 @@ everything runs here. Image i is a pure function of (config, seed, i), so no pat
 
 from __future__ import annotations
 
-import os
-import queue
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ import torch
 
 from noisevision.data.encode import encode, to_uint8
 from noisevision.data.manifest import Manifest
+from noisevision.data.pool import run_pool
 from noisevision.data.shards import (
     ShardPlan,
     complete_shards,
@@ -170,58 +169,12 @@ def _worker(desc: dict | None, job: ShardJob, tasks, results, parent: int) -> No
 def _pool(job: ShardJob, tasks_iter: Iterator, *, generator_desc: dict | None, workers: int,
           progress: Callable[[int], None]) -> int:
     """Run the shards of `tasks_iter` on `workers` processes, at most two queued per worker."""
-    import torch.multiprocessing as tmp
+    written = 0
 
-    ctx = tmp.get_context("spawn")
-    tasks, results = ctx.Queue(), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(generator_desc, job, tasks, results,
-                                               os.getpid()), daemon=True)
-             for _ in range(workers)]
-    for p in procs:
-        p.start()
-    written = in_flight = exited = 0
-    feeding = True
+    def done(count: int) -> None:
+        nonlocal written
+        written += count
+        progress(count)
 
-    def handle(kind: str, value) -> None:
-        nonlocal written, in_flight, exited
-        if kind == "done":
-            written += value
-            in_flight -= 1
-            progress(value)
-        elif kind == "error":
-            raise UsageError(value)
-        elif kind == "crash":
-            raise RuntimeError(f"shard writer failed: {value}")
-        else:
-            exited += 1
-
-    try:
-        while exited < workers:
-            while feeding and in_flight < 2 * workers:
-                task = next(tasks_iter, None)  # on a GPU: renders the next shard
-                if task is None:
-                    feeding = False
-                    for _ in procs:
-                        tasks.put(None)
-                    break
-                tasks.put(task)
-                in_flight += 1
-                while True:  # keep the bar moving and stop early on an error
-                    try:
-                        handle(*results.get_nowait())
-                    except queue.Empty:
-                        break
-            try:
-                handle(*results.get(timeout=1.0))
-            except queue.Empty:
-                dead = [p for p in procs if p.exitcode not in (None, 0)]
-                if dead:
-                    raise RuntimeError(f"a shard writer died (exit code {dead[0].exitcode}); "
-                                       "rerun the same command to resume") from None
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            p.join()
+    run_pool(_worker, generator_desc, job, tasks_iter, workers, done, "shard writer")
     return written

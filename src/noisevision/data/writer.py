@@ -14,9 +14,7 @@ Image i is a pure function of (config, seed, i), so neither path changes a byte.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
-import queue
 import sys
 from collections import deque
 from collections.abc import Iterator
@@ -37,6 +35,7 @@ from noisevision.data.layout import (
     scan_images,
 )
 from noisevision.data.manifest import MANIFEST, Manifest, normalise
+from noisevision.data.pool import run_pool
 from noisevision.device import one_cpu_thread, resolve_device
 from noisevision.errors import UsageError
 from noisevision.generators.base import Generator, generator_from_description
@@ -471,54 +470,5 @@ def _write_processes(generator: Generator, job: _Job, batches: Iterator[list[int
     The batches are fed lazily (at most two per worker queued), so memory stays constant in
     the number of images.
     """
-    ctx = mp.get_context("spawn")
-    tasks, results = ctx.Queue(), ctx.Queue()
-    desc = generator.describe()
-    procs = [ctx.Process(target=_worker, args=(desc, job, tasks, results, os.getpid()),
-                         daemon=True)
-             for _ in range(nworkers)]
-    for p in procs:
-        p.start()
-    queued = exited = 0
-    feeding = True
-
-    def feed() -> None:
-        nonlocal queued, feeding
-        while feeding and queued < 2 * nworkers:
-            batch = next(batches, None)
-            if batch is None:
-                feeding = False
-                for _ in range(nworkers):
-                    tasks.put(None)
-                return
-            tasks.put(batch)
-            queued += 1
-
-    try:
-        feed()
-        while exited < nworkers:
-            try:
-                kind, value = results.get(timeout=1.0)
-            except queue.Empty:
-                dead = [p for p in procs if p.exitcode not in (None, 0)]
-                if dead:
-                    raise RuntimeError(f"a generation worker died (exit code "
-                                       f"{dead[0].exitcode}); rerun the same command to resume"
-                                       ) from None
-                continue
-            if kind == "done":
-                queued -= 1
-                counter.add(value)
-                feed()
-            elif kind == "error":
-                raise UsageError(value)
-            elif kind == "crash":
-                raise RuntimeError(f"generation worker failed: {value}")
-            else:
-                exited += 1
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            p.join()
+    run_pool(_worker, generator.describe(), job, batches, nworkers, counter.add,
+             "generation worker")
