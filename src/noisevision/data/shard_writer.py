@@ -51,19 +51,22 @@ class ShardJob:
             return [encode(a, *args) for a in arrays]
         return list(pool.map(lambda a: encode(a, *args), arrays))
 
-    def render(self, gen: Generator, indices: list[int], dev: torch.device) -> torch.Tensor:
-        """(n, H, W, 3) uint8 on the CPU, rendered in batches of `batch_size`."""
-        out = []
-        for b in range(0, len(indices), self.batch_size):
-            idx = torch.tensor(indices[b:b + self.batch_size], dtype=torch.int64, device=dev)
-            out.append(torch.from_numpy(to_uint8(gen.images(
-                idx, self.manifest.seed, batch_size=self.batch_size, dtype=torch.uint8))))
-        return torch.cat(out)
-
-    def write(self, k: int, images: torch.Tensor, pool: ThreadPoolExecutor | None = None) -> int:
+    def render_encoded(self, gen: Generator, k: int, dev: torch.device,
+                       pool: ThreadPoolExecutor | None = None) -> list[bytes]:
+        """Shard k's images, encoded: each batch of `batch_size` rendered and encoded at once
+        (the batch still in the cache; the shard never held as one array)."""
         lo, hi = self.plan.bounds(k)
-        write_shard(self.out / shard_name(k), self.manifest, list(range(lo, hi)),
-                    self.encode_all(images.numpy(), pool))
+        out: list[bytes] = []
+        for b in range(lo, hi, self.batch_size):
+            idx = torch.arange(b, min(hi, b + self.batch_size), dtype=torch.int64, device=dev)
+            out.extend(self.encode_all(to_uint8(gen.images(
+                idx, self.manifest.seed, batch_size=self.batch_size, dtype=torch.uint8)), pool))
+        return out
+
+    def write(self, k: int, data: list[bytes]) -> int:
+        """Write shard k from its encoded images."""
+        lo, hi = self.plan.bounds(k)
+        write_shard(self.out / shard_name(k), self.manifest, list(range(lo, hi)), data)
         return hi - lo
 
 
@@ -99,8 +102,7 @@ def write_shards(gen: Generator, job: ShardJob, block: range, dev: torch.device,
     else:
         with ThreadPoolExecutor(max(1, workers)) as pool, one_cpu_thread(dev):
             for k in todo:
-                lo, hi = plan.bounds(k)
-                n = job.write(k, job.render(gen, list(range(lo, hi)), dev), pool)
+                n = job.write(k, job.render_encoded(gen, k, dev, pool))
                 written += n
                 progress(n)
     lo = plan.bounds(block[0])[0] if len(block) else plan.start
@@ -152,11 +154,10 @@ def _worker(desc: dict | None, job: ShardJob, tasks, results, parent: int) -> No
         gen = generator_from_description(desc) if desc is not None else None
         while (task := tasks.get()) is not None:
             k, images = task
-            if images is None:
-                lo, hi = job.plan.bounds(k)
-                images = job.render(gen, list(range(lo, hi)), torch.device("cpu"))
-            results.put(("done", job.write(k, images)))
-            del images, task
+            data = (job.render_encoded(gen, k, torch.device("cpu")) if images is None
+                    else job.encode_all(images.numpy()))
+            results.put(("done", job.write(k, data)))
+            del images, task, data
     except UsageError as exc:
         results.put(("error", str(exc)))
     except KeyboardInterrupt:
