@@ -203,3 +203,78 @@ def test_two_process_torchrun_moco_shuffle_bn_stays_in_sync(images, tmp_path):
     assert all(np.isfinite(r["loss"]) for r in log if "loss" in r)
     state = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
     assert int(state["queue_ptr"]) == (3 * 16) % 32  # the global batch entered the queue
+
+
+def test_background_save_writes_the_state_of_its_step(tmp_path):
+    """A checkpoint written beside training holds the state at submit time, whatever the
+    training thread does to the live tensors meanwhile; the next submit waits for it."""
+    import threading
+
+    from noisevision.ssl.checkpoint import (
+        BackgroundSaver,
+        save_checkpoint,
+        snapshot,
+    )
+
+    live = {"w": torch.zeros(1000), "opt": [torch.ones(3)]}
+    gate = threading.Event()
+    saver = BackgroundSaver()
+    state = snapshot(live)
+
+    def write():
+        gate.wait(10)  # the training thread moves on before the file is written
+        save_checkpoint(tmp_path / "checkpoint.pt", state)
+
+    saver.submit(write)
+    live["w"].add_(5.0)          # later steps change the live parameters in place
+    live["opt"][0].mul_(7.0)
+    assert not (tmp_path / "checkpoint.pt").exists()
+    gate.set()
+    saver.submit(lambda: None)   # waits for the save in flight
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert torch.equal(ck["w"], torch.zeros(1000)) and torch.equal(ck["opt"][0], torch.ones(3))
+    saver.wait()
+
+
+def test_background_save_error_is_raised_by_the_training_thread():
+    from noisevision.ssl.checkpoint import BackgroundSaver
+
+    saver = BackgroundSaver()
+
+    def fail():
+        raise UsageError("cannot write /run/checkpoint.pt: the disk is full")
+
+    saver.submit(fail)
+    with pytest.raises(UsageError, match="disk is full"):
+        saver.wait()
+    saver.wait()  # raised once, then clear
+
+
+def test_full_disk_during_a_checkpoint_stops_training_with_one_line(images, tmp_path,
+                                                                   monkeypatch, capsys):
+    """A checkpoint that cannot be written (here: the second one, while the first landed)
+    stops the run with the one-line error and exit status 2; the last good checkpoint stays."""
+    import errno
+
+    import noisevision.data.encode as encode
+
+    real = encode.write_atomic
+    calls = {"n": 0}
+
+    def write_atomic(path, data, fsync=False):
+        if str(path).endswith("checkpoint.pt"):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                encode.raise_write_error(path, OSError(errno.ENOSPC, "No space left on device"))
+        return real(path, data, fsync=fsync)
+
+    monkeypatch.setattr(encode, "write_atomic", write_atomic)
+    run = tmp_path / "run"
+    code = cli_main(["pretrain", "--data", str(images), "--out", str(run), "--crop", "32",
+                     "--width", "0.125", "--epochs", "3", "--batch-size", "16", "--lr", "0.01",
+                     "--workers", "0", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "disk full while writing" in err[0], err
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert (ck["epoch"], ck["step"]) == (1, 0)  # the first epoch's checkpoint, intact
+    assert not [p for p in os.listdir(run) if p.endswith(".tmp")]

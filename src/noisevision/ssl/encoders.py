@@ -192,21 +192,31 @@ def _to_builtin(value: Any) -> Any:
     return str(value)
 
 
-def save_encoder(path: str | os.PathLike, model: nn.Module, arch: str,
-                 meta: dict[str, Any] | None = None) -> Path:
-    """Write the backbone's weights, arch and `meta` to `path` atomically (tmp file + rename)."""
+def encoder_payload(model: nn.Module, arch: str,
+                    meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What encoder.pt holds: the backbone's weights (copied to host memory), arch and `meta`."""
     if arch not in ARCHS:
         raise UsageError(f"unknown encoder arch {arch!r} (allowed: {', '.join(ARCHS)})")
     model = getattr(model, "module", model)  # unwrap DDP / DataParallel
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-    payload = {"format": ENCODER_FORMAT, "arch": arch,
-               "arch_kwargs": dict(getattr(model, "arch_kwargs", {})),
-               "state_dict": state, "meta": _to_builtin(dict(meta or {}))}
+    return {"format": ENCODER_FORMAT, "arch": arch,
+            "arch_kwargs": dict(getattr(model, "arch_kwargs", {})),
+            "state_dict": state, "meta": _to_builtin(dict(meta or {}))}
+
+
+def write_encoder(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write an `encoder_payload` to `path` atomically (tmp file + rename)."""
     from noisevision.ssl.checkpoint import save_torch_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_torch_file(path, payload)
+
+
+def save_encoder(path: str | os.PathLike, model: nn.Module, arch: str,
+                 meta: dict[str, Any] | None = None) -> Path:
+    """Write the backbone's weights, arch and `meta` to `path` atomically (tmp file + rename)."""
+    return write_encoder(path, encoder_payload(model, arch, meta))
 
 
 def load_encoder(path: str | os.PathLike,

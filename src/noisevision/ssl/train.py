@@ -40,8 +40,8 @@ from noisevision.provenance import provenance
 from noisevision.safety import check_fits
 from noisevision.ssl import ddp
 from noisevision.ssl.augment import TwoViewAugment, moco_augment, small_augment
-from noisevision.ssl.checkpoint import load_checkpoint, save_checkpoint
-from noisevision.ssl.encoders import build_encoder, save_encoder
+from noisevision.ssl.checkpoint import BackgroundSaver, load_checkpoint, save_checkpoint, snapshot
+from noisevision.ssl.encoders import build_encoder, encoder_payload, write_encoder
 from noisevision.ssl.losses import align_uniform_loss
 from noisevision.ssl.mixing import MIX_MODES, SHADERS21K_COUNT, mix_batch, step_seed
 from noisevision.ssl.moco import MoCo
@@ -438,12 +438,19 @@ def pretrain(config: PretrainConfig, *, resume: bool = False,
     abruptly after this many steps in all, as a kill would (for tests of resuming).
     """
     info = ddp.init_distributed(config.device)
+    trainer = None
     try:
         trainer = _Trainer.set_up(config, resume, info, explicit)
         while trainer.epoch < trainer.cfg.epochs:
             if not trainer.run_epoch(stop_after):
+                trainer.saver.wait()
                 return trainer.run  # simulated kill: nothing more is written
         return trainer.finish()
+    except BaseException:
+        if trainer is not None:  # the save in flight still lands; the first error is raised
+            with contextlib.suppress(Exception):
+                trainer.saver.wait()
+        raise
     finally:
         ddp.shutdown_distributed()
 
@@ -460,6 +467,7 @@ class _Trainer:
     def set_up(cls, config: PretrainConfig, resume: bool, info: ddp.DistInfo,
                explicit: set[str] | None) -> _Trainer:
         self = cls()
+        self.saver = BackgroundSaver()
         cfg, state, note = _prepare_run_folder(config, resume, explicit)
         self.cfg, self.info, self.run = cfg, info, Path(cfg.out)
         if note and info.is_main:
@@ -642,16 +650,25 @@ class _Trainer:
                 "epochs_done": next_epoch + next_step / self.steps_per_epoch,
                 "images_per_epoch": self.source.images, "crop": cfg.crop, "seed": cfg.seed,
                 "feature_layer": getattr(self.backbone, "feature_layer", -1)}
-        save_checkpoint(self.run / "checkpoint.pt", {
-            "config": dataclasses.asdict(cfg), "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "epoch": next_epoch, "step": next_step,
-            "schedule": {"recipe": cfg.recipe, "base_lr": cfg.lr,
-                         "lr_next": learning_rate(cfg, next_epoch)}})
-        save_encoder(self.run / "encoder.pt", self.backbone, self.arch, meta)
+        state = {  # copied now; hashed, serialised and written beside the next steps
+            "config": dataclasses.asdict(cfg), "model": snapshot(self.model.state_dict()),
+            "optimizer": snapshot(self.optimizer.state_dict()), "epoch": next_epoch,
+            "step": next_step, "schedule": {"recipe": cfg.recipe, "base_lr": cfg.lr,
+                                            "lr_next": learning_rate(cfg, next_epoch)}}
+        encoder = encoder_payload(self.backbone, self.arch, meta)
+        run = self.run
+
+        def write() -> None:
+            save_checkpoint(run / "checkpoint.pt", state)
+            write_encoder(run / "encoder.pt", encoder)
+
+        self.saver.submit(write)
 
     def finish(self) -> Path:
-        """Close the run: the replica check (every rank's weights identical under DDP)."""
+        """Close the run: the last save landed, the replica check (every rank's weights
+        identical under DDP)."""
         self.bar.close()
+        self.saver.wait()
         with torch.no_grad():
             local = torch.stack([p.double().sum() for p in self.model.parameters()]).sum()
             sums = ddp.concat_all_gather(local.view(1).to(self.dev)).tolist()
