@@ -277,3 +277,35 @@ def test_visualize_writes_a_labelled_sheet_and_names_bad_layers_and_units(tmp_pa
         err = capsys.readouterr().err.strip()
         assert msg in err and "\n" not in err, err
         assert not (tmp_path / "bad.png").exists()
+
+
+def test_pre_relu_objective_moves_a_unit_that_is_off_on_noise(tmp_path):
+    """A SmallAlexNet conv3 unit whose batch-norm shift keeps it below zero on any input: after
+    its ReLU it has no gradient, so the image stays the initial noise; `visualize`'s default
+    pre-ReLU objective (lucid's "_pre_relu") does not see the shift at all: the same image as
+    for the unshifted unit, which raises the unit well above its value on the noise."""
+    model = random_network("small_alexnet", 3, 0, CPU, width=0.25, input_size=32)
+    save_encoder(tmp_path / "plain.pt", model, "small_alexnet")
+    plain = featvis.prepare(random_network("small_alexnet", 3, 0, CPU, width=0.25,
+                                           input_size=32))  # the same weights, unshifted
+    with torch.no_grad():
+        model.blocks[2][1].bias[0] = -50.0  # unit 0 of conv3 is off for any input
+    save_encoder(tmp_path / "off.pt", model, "small_alexnet")
+    post, _, info_post = featvis.visualize(str(tmp_path / "off.pt"), ["conv3"], [0], steps=24,
+                                           pre_relu=False)
+    pre, _, info_pre = featvis.visualize(str(tmp_path / "off.pt"), ["conv3"], [0], steps=24)
+    ref, _, _ = featvis.visualize(str(tmp_path / "plain.pt"), ["conv3"], [0], steps=24)
+    assert not info_post["pre_relu"] and info_pre["pre_relu"]
+    rnd = ImageRandom(0, torch.tensor([0]), "featvis/visualize")
+    start = featvis.image_of(featvis.initial_spectrum(rnd.child("init"), 32), 32, 32)
+    assert float((post - start).abs().max()) < 1e-6  # no gradient: the noise is returned
+    assert torch.equal(pre, ref) and float((pre - start).abs().max()) > 0.2
+    _, module, _ = featvis.resolve_layer(plain, "conv3", pre_relu=True)
+    assert isinstance(module, torch.nn.BatchNorm2d)
+    objective = featvis.Objective(plain, module, torch.tensor([[0, -1]]))
+    before, after = (float(featvis.objective_value(objective, x)) for x in (start, pre))
+    noise = featvis.image_of(featvis.initial_spectrum(ImageRandom(5, torch.arange(16), "n"),
+                                                      32), 32, 32)
+    spread = float(featvis.Objective(plain, module, torch.tensor([[0, -1]] * 16))(
+        featvis.normalise(noise)).std())  # the unit over 16 other noise images
+    assert after > 0 > before and after - before > 100 * spread, (before, after, spread)

@@ -470,3 +470,26 @@ def test_missing_weight_package_names_the_install_line(monkeypatch, lpips_parts)
                         lambda name, *a: None if name == "lpips" else real(name, *a))
     with pytest.raises(UsageError, match=r"pip install lpips"):
         coherence.convert_alexnet()
+
+
+def _grating(angle_deg: float, n: int = 64, period: float = 8.0) -> torch.Tensor:
+    """A grey sinusoid whose bars run at `angle_deg` (its gradient is perpendicular to them)."""
+    y, x = torch.meshgrid(torch.arange(n, dtype=torch.float64),
+                          torch.arange(n, dtype=torch.float64), indexing="ij")
+    t = math.radians(angle_deg)
+    g = 0.5 + 0.4 * torch.sin(2 * math.pi * (-x * math.sin(t) + y * math.cos(t)) / period)
+    return g.expand(1, 3, n, n)
+
+
+def test_axis_alignment_closed_forms():
+    from noisevision.stats.gradients import axis_alignment
+
+    assert axis_alignment(_grating(0)) == pytest.approx(1.0, abs=1e-12)    # horizontal bars
+    assert axis_alignment(_grating(90)) == pytest.approx(1.0, abs=1e-12)   # vertical bars
+    assert axis_alignment(_grating(45)) == pytest.approx(0.0, abs=1e-12)   # diagonal bars
+    assert axis_alignment(_grating(30)) == pytest.approx(0.0, abs=1e-12)   # 30 deg: outside 15
+    assert axis_alignment(_grating(30), tolerance=35) == pytest.approx(1.0, abs=1e-12)
+    # isotropic (Gaussian) white noise: 4 x 15 / 180 = 1/3 of the gradient energy
+    noise = 0.5 + 0.1 * torch.randn(16, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert axis_alignment(noise) == pytest.approx(1 / 3, abs=0.01)
+    assert math.isnan(axis_alignment(torch.full((1, 3, 8, 8), 0.5)))

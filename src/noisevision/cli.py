@@ -652,6 +652,9 @@ def _add_visualize(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=bounded_count(100_000), default=128,
                    help="Adam steps per image (default 128, the reference)")
     p.add_argument("--seed", type=seed_int, default=0, help="noise and random views (default 0)")
+    p.add_argument("--post-relu", action="store_true",
+                   help="SmallAlexNet: optimise the units after their ReLU (default: before it, "
+                        "so units that are off on noise still get a gradient)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--out", default="featvis.png", help="output PNG or JPEG (default "
                                                         "featvis.png)")
@@ -667,10 +670,12 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
         raise UsageError(f"--layer {args.layer!r} names no layer (e.g. conv3,conv5)")
     units = parse_indices(args.units, 64, "--units") if args.units else None
     images, labels, info = visualize(args.encoder, layers, units, resolution=args.resolution,
-                                     steps=args.steps, seed=args.seed, device=args.device)
+                                     steps=args.steps, seed=args.seed,
+                                     pre_relu=not args.post_relu, device=args.device)
     ncols = len(images) // len(layers)
     title = (f"{Path(args.encoder).name}  {info['arch']}  {info['resolution']}px  "
-             f"{info['steps']} steps  seed {args.seed}")
+             f"{info['steps']} steps  seed {args.seed}"
+             + ("  pre-ReLU" if info["pre_relu"] else ""))
     save_sheet(contact_sheet(images, labels, title=title, ncols=ncols), out)
     print(f"wrote {out} ({len(images)} units of {', '.join(layers)})")
     return 0

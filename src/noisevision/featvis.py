@@ -221,9 +221,13 @@ def arch_name(model: nn.Module) -> str:
                      "resnet50 encoders)")
 
 
-def resolve_layer(model: nn.Module, layer: str) -> tuple[str, nn.Module, int]:
+def resolve_layer(model: nn.Module, layer: str,
+                  pre_relu: bool = False) -> tuple[str, nn.Module, int]:
     """(layer name, module to hook, channel count); "features" = the probed layer; an unknown
-    name is a one-line UsageError listing the valid ones."""
+    name is a one-line UsageError listing the valid ones. `pre_relu` (SmallAlexNet): hook the
+    batch norm before the layer's ReLU (lucid's "_pre_relu" objectives), so a unit that is off
+    on the initial noise still has a gradient; ResNet-50 blocks end in a ReLU after their sum,
+    so their post-ReLU output is hooked either way."""
     arch = arch_name(model)
     name = FEATURE_LAYER[arch] if layer == "features" else layer
     if name not in LAYERS[arch]:
@@ -231,7 +235,10 @@ def resolve_layer(model: nn.Module, layer: str) -> tuple[str, nn.Module, int]:
                          f"{', '.join(LAYERS[arch])})")
     if arch == "small_alexnet":
         k = LAYERS[arch].index(name)
-        return name, model.blocks[k], int(model.block_dims[k])
+        block = model.blocks[k]
+        relu = [j for j, m in enumerate(block) if isinstance(m, nn.ReLU)]
+        module = block[relu[0] - 1] if pre_relu and relu else block
+        return name, module, int(model.block_dims[k])
     return name, getattr(model, _RESNET_MODULE.get(name, name)), _RESNET_CHANNELS[name]
 
 
@@ -344,13 +351,14 @@ def prepare(model: nn.Module) -> nn.Module:
 
 def visualize(encoder: str, layers: list[str], units: list[int] | None = None, *,
               n_units: int = 8, resolution: int | None = None, steps: int = 128,
-              lr: float = 0.05, seed: int = 0,
+              lr: float = 0.05, seed: int = 0, pre_relu: bool = True,
               device: str | torch.device = "cpu") -> tuple[torch.Tensor, list[str], dict]:
     """Visualise `units` (default 0..n_units-1) of each layer of an encoder (a pretraining run,
     its encoder.pt or a released file): images (len(layers) * len(units), 3, S, S) in [0, 1],
     one label per image and a summary (arch, resolution). Unit u of a layer starts from the
     noise ImageRandom(seed, u) and sees the same random views, so sheets of two encoders
-    differ only by what their units respond to."""
+    differ only by what their units respond to. `pre_relu`: see `resolve_layer` (default on:
+    a post-ReLU unit that never fires on noise would stay a flat grey tile)."""
     from noisevision.device import resolve_device
     from noisevision.probe.load import load_probe_encoder
 
@@ -361,7 +369,7 @@ def visualize(encoder: str, layers: list[str], units: list[int] | None = None, *
     size = getattr(model, "arch_kwargs", {}).get("input_size")
     side = resolution or size or 128
     units = list(range(n_units)) if units is None else list(units)
-    resolved = [resolve_layer(model, layer) for layer in layers]  # bad names: one line
+    resolved = [resolve_layer(model, layer, pre_relu) for layer in layers]  # bad names: 1 line
     for name, _, channels in resolved:
         check_units(torch.tensor([[u, -1] for u in units]), channels, name)
         if size is not None and name.startswith("fc") and side != size:
@@ -384,5 +392,6 @@ def visualize(encoder: str, layers: list[str], units: list[int] | None = None, *
                                        lr=lr, autocast=dev.type == "cuda").cpu())
         labels += [f"{name} #{u}" for u in units]
     summary = {"arch": arch, "resolution": side, "steps": steps, "source": meta.get("source",
-                                                                                  encoder)}
+                                                                                  encoder),
+               "pre_relu": bool(pre_relu and arch == "small_alexnet")}
     return torch.cat(images), labels, summary
