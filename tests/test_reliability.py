@@ -11,12 +11,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import struct
 import subprocess
 import sys
+import tarfile
 import time
 import zlib
 from pathlib import Path
@@ -383,6 +385,7 @@ def _bad_invocations(d: Path) -> list[list[str]]:
     gen = [GEN, "--resolution", "32"]
     g = ["generate", *gen, "--out", f"{d}/new"]
     pre = ["pretrain", "--out", f"{d}/run", "--data"]
+    vis = ["visualize", "--encoder", f"{d}/enc.pt", "--steps", "1", "--out", f"{d}/fig5.png"]
     return [
         ["list", "nomatch*"], ["list", "--bogus"], [], ["nosuchcommand"],
         # preview
@@ -470,6 +473,32 @@ def _bad_invocations(d: Path) -> list[list[str]]:
         ["analyze", "--correlate", f"{d}/afile", "--properties", f"{d}/afile"],
         ["analyze", f"{d}/nonimages", "--metrics", "colour", "--reference", f"{d}/nonimages"],
         ["analyze", GEN, "--metrics", "colour", "--reference", f"{d}/imgs", "--n", "100"],
+        # visualize
+        ["visualize"], ["visualize", "--encoder", f"{d}/none"],
+        ["visualize", "--encoder", f"{d}/evil.pth"], ["visualize", "--encoder", f"{d}/photo.png"],
+        ["visualize", "--encoder", f"{d}/afile"], [*vis, "--layer", "conv9"],
+        [*vis, "--layer", ","], [*vis, "--layer", "conv1", "--units", "500"],
+        [*vis, "--units", "x"], [*vis, "--units", "5-2"], [*vis, "--steps", "0"],
+        [*vis, "--resolution", "8"],
+        [*vis, "--layer", "fc6", "--resolution", "64"], [*vis, "--seed", "-1"],
+        [*vis, "--device", "tpu"], [*vis, "--out", f"{d}/x.txt"], [*vis, "--out", f"{d}/folder"],
+        [*vis, "--out", "/proc/x.png"], [*vis, "--out", f"{d}/photo.png"],
+        [*vis, "--out", f"{d}/afile/x.png"],
+        # shards
+        [*g, "--n", "2", "--layout", "zip"], [*g, "--n", "2", "--layout", "shards",
+                                              "--shard-size", "0"],
+        [*g, "--n", "2", "--shard-size", "5"], ["verify", f"{d}/tars"],
+        [*pre, f"{d}/tars"], ["analyze", f"{d}/tars", "--metrics", "colour"],
+        # study
+        ["study", "--families", "nosuch", "--out", f"{d}/st"],
+        ["study", "--families", GEN, "--tasks", "nosuch", "--out", f"{d}/st"],
+        ["study", "--families", ",", "--out", f"{d}/st"],
+        ["study", "--families", GEN, "--budget", "huge", "--out", f"{d}/st"],
+        ["study", "--families", GEN, "--out", f"{d}/afile"],
+        ["study", "--families", GEN, "--out", f"{d}/folder"],
+        ["study", "--families", GEN, "--epochs", "0", "--out", f"{d}/st"],
+        ["study", "--families", GEN, "--parallel", "0", "--out", f"{d}/st"],
+        ["study", "--families", GEN, "--metrics", "colur", "--out", f"{d}/st"],
         # demo
         ["demo", "--out", f"{d}/afile"], ["demo", "--out", f"{d}/folder"],
         ["demo", "--out", f"{d}/folder", "--overwrite"], ["demo", "--families", "nosuch"],
@@ -496,6 +525,11 @@ def _fixtures(d: Path) -> None:
     save_encoder(d / "enc.pt", build_encoder("small_alexnet", width=0.125, input_size=32),
                  "small_alexnet")
     (d / "folder" / "results.json").write_text('{"mine": 1}')
+    (d / "tars").mkdir()  # tar files that `generate` did not write (no manifest)
+    with tarfile.open(d / "tars" / "shard-000000.tar", "w") as tf:
+        info = tarfile.TarInfo("000000000.png")
+        info.size = 3
+        tf.addfile(info, io.BytesIO(b"png"))
     good = json.loads((d / "ds" / "manifest.json").read_text())
     bad_manifests = {"m_list": [1, 2], "m_string": "manifest", "m_count": {**good, "count": "x"},
                      "m_neg": {**good, "count": -1}, "m_gen": {**good, "generator": "nosuch"},
