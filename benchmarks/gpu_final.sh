@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU for the figures of several issues at once (2026-11-27 session):
 # the analysis from a JPEG folder (nvJPEG), the bit-identity checks after the StyleGAN skip-path
-# change, StyleGAN-Random's rate, then each issue's own script (benchmarks/gpu_issueN.sh) where
+# change, StyleGAN-Random's rate, how long a MoCo checkpoint holds training, then each issue's own script (benchmarks/gpu_issueN.sh) where
 # present. Every step has its own time limit; logs under $LOGS (default /tmp/gpu_final).
 #   bash benchmarks/gpu_final.sh            # with .devcarry carried (see gpu.sh, analysis12)
 set -u
@@ -31,6 +31,7 @@ fi
 run 40 stylegan_random python3 benchmarks/bench_stylegan.py --device cuda --resolution 256 \
     --n 4000 --batch-sizes 400 --max-seconds 4 --variants stylegan_random
 run ${CHECK_S:-90} check python3 benchmarks/gpu_check.py cuda 'stylegan*'
+run 60 checkpoint python3 benchmarks/bench_checkpoint.py --device cuda --repeats 2 --dir /tmp/ck
 for n in 14 15 16; do
     [ -f "benchmarks/gpu_issue$n.sh" ] && run 95 "issue$n" bash "benchmarks/gpu_issue$n.sh"
 done
