@@ -41,14 +41,15 @@ def main() -> None:
     ap.add_argument("--sheets", default=None, help="folder for the Figure 5 sheets (PNG)")
     ap.add_argument("--sheet-units", type=int, default=8, help="units per sheet row")
     ap.add_argument("--gratings", action="store_true", help="also the grating-response probe")
+    ap.add_argument("--device", default="cpu", help="where `visualize` runs (default cpu)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     layers = [x for x in args.layers.split(",") if x]
     for enc in args.encoders:
         t = time.perf_counter()
         images, labels, info = visualize(enc, layers, list(range(args.units)),
-                                         steps=args.steps, seed=args.seed)
-        per = images.view(len(layers), args.units, *images.shape[1:])
+                                         steps=args.steps, seed=args.seed, device=args.device)
+        per = images.float().view(len(layers), args.units, *images.shape[1:])
         for name, imgs in zip(layers, per, strict=True):
             units = [axis_alignment(x[None]) for x in imgs]
             print(json.dumps({"encoder": enc, "layer": name, "units": args.units,

@@ -32,6 +32,7 @@ run 40 stylegan_random python3 benchmarks/bench_stylegan.py --device cuda --reso
     --n 4000 --batch-sizes 400 --max-seconds 4 --variants stylegan_random
 run ${CHECK_S:-90} check python3 benchmarks/gpu_check.py cuda 'stylegan*'
 run 60 checkpoint python3 benchmarks/bench_checkpoint.py --device cuda --repeats 2 --dir /tmp/ck
+export FIG5=0  # issue 14's Figure 5 training (about 4 minutes): its own call, `bash gpu_issue14.sh`
 for n in 14 15 16; do
     [ -f "benchmarks/gpu_issue$n.sh" ] && run 95 "issue$n" bash "benchmarks/gpu_issue$n.sh"
 done
