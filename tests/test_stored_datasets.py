@@ -58,3 +58,61 @@ def test_a_changed_default_is_named_on_resume_and_the_old_value_resumes(tmp_path
     assert {p.name: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
     assert main(cmd + ["--set", "skip_padding=replicate"]) == 0
     assert verify_dataset(root, sample=2, device="cpu").ok
+
+
+def test_machine_dependent_auto_dtype_is_pinned_and_kept_on_other_machines(tmp_path,
+                                                                             monkeypatch):
+    """StyleGAN-Random's compute_dtype "auto" is bfloat16 on a CPU with native bfloat16 and
+    float32 on one without: a dataset's manifest records what its first machine chose, and a
+    machine that chooses otherwise continues and verifies it with that arithmetic (not with
+    its own, which would give other images under the same manifest)."""
+    import json
+
+    import noisevision.generators.stylegan.plan as plan
+    from noisevision.data.writer import write_dataset
+    from noisevision.generators.base import cheap_generator, generator_from_description
+
+    gen = cheap_generator("stylegan_random", resolution=64)
+    assert gen.config.compute_dtype == "auto"
+
+    def machine(native_bf16: bool) -> None:
+        monkeypatch.setattr(plan, "cpu_has_bf16", lambda: native_bf16)
+
+    def config(out: Path) -> dict:
+        return json.loads((out / "manifest.json").read_text())["config"]
+
+    for native, want in ((True, "bfloat16"), (False, "float32")):
+        machine(native)
+        write_dataset(gen, tmp_path / want, 2, workers=1, progress=False)
+        assert config(tmp_path / want)["compute_dtype"] == want
+    # machine A (native bfloat16) writes 4 images; a kill loses two of them
+    machine(True)
+    a = tmp_path / "a"
+    write_dataset(gen, a, 4, workers=1, progress=False)
+    files = sorted(a.rglob("*.png"))
+    kept = {p: p.read_bytes() for p in files}
+    for p in files[2:]:
+        p.unlink()
+    # machine B (no native bfloat16) reruns the same command: the lost images come back equal
+    machine(False)
+    result = write_dataset(gen, a, 4, workers=1, progress=False)
+    assert (result.written, result.skipped) == (2, 2)
+    assert all(p.read_bytes() == data for p, data in kept.items())
+    assert config(a)["compute_dtype"] == "bfloat16"
+    assert not verify_dataset(a, sample=4).mismatched
+    # the test has teeth: float32 (B's own choice) gives other bytes for these images
+    fp32 = generator_from_description({**gen.describe(), "config": {
+        **gen.describe()["config"], "compute_dtype": "float32"}})
+    bf16 = generator_from_description({**gen.describe(), "config": config(a)})
+    idx = torch.arange(4)
+    assert not torch.equal(fp32.images(idx, 0, dtype=torch.uint8),
+                           bf16.images(idx, 0, dtype=torch.uint8))
+    # a dataset begun before the pinning (manifest "auto") continues as it was made
+    legacy = tmp_path / "legacy"
+    monkeypatch.setattr(type(gen), "pinned", lambda self, device: self)
+    write_dataset(gen, legacy, 2, workers=1, progress=False)
+    monkeypatch.undo()
+    machine(True)
+    assert config(legacy)["compute_dtype"] == "auto"
+    result = write_dataset(gen, legacy, 2, workers=1, progress=False)
+    assert result.skipped == 2 and config(legacy)["compute_dtype"] == "auto"

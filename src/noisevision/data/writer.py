@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,12 +268,16 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
     r = generator.resolution
     check_fits(bs * 3 * r * r * 4 * 8, f"a batch of {bs} images at {r} px",
                "lower --batch-size or --resolution", dev if dev.type == "cuda" else None)
-    manifest = Manifest.create(generator=generator.name, config=generator.describe()["config"],
-                               seed=seed, start=start, count=n, resolution=generator.resolution,
-                               format=fmt, jpeg_quality=jpeg_quality if fmt == "jpg" else None,
+
+    def manifest_of(g: Generator) -> Manifest:
+        return Manifest.create(generator=g.name, config=g.describe()["config"], seed=seed,
+                               start=start, count=n, resolution=g.resolution, format=fmt,
+                               jpeg_quality=jpeg_quality if fmt == "jpg" else None,
                                jpeg_subsampling=jpeg_subsampling if fmt == "jpg" else None,
                                device=dev.type, batch_size=bs if dev.type == "cuda" else None,
                                layout=layout, shard_size=shard_size)
+
+    generator, manifest = _pinned(generator, dev, out, manifest_of)
     parents = [p for p in out.absolute().parents if not p.exists()]
     # a failed run removes a folder it created only when no other rank writes into it
     fresh = _prepare_ranked(out, manifest, overwrite, ranks) and ranks.world == 1
@@ -311,6 +315,26 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
         raise
     return WriteResult(out=out, written=written, skipped=skipped, indices=(lo, hi),
                        damaged=len(damaged))
+
+
+def _pinned(generator: Generator, dev: torch.device, out: Path,
+            manifest_of: Callable[[Generator], Manifest]) -> tuple[Generator, Manifest]:
+    """The generator with its machine-dependent "auto" options fixed and its manifest: as the
+    dataset already in `out` has them (made on another machine, or before such options were
+    pinned: its manifest says "auto") when it is otherwise this dataset, else as this machine
+    resolves them (Generator.pinned)."""
+    if (out / MANIFEST).is_file():
+        try:
+            old = Manifest.read(out)
+        except UsageError:
+            old = None  # prepare_folder reports the unreadable manifest
+        if old is not None:
+            same = generator.pinned_as(old.config)
+            manifest = manifest_of(same)
+            if not manifest.differences(old):
+                return same, manifest
+    pinned = generator.pinned(dev)
+    return pinned, manifest_of(pinned)
 
 
 def _prepare_ranked(out: Path, manifest: Manifest, overwrite: bool, ranks: Ranks) -> bool:

@@ -144,6 +144,19 @@ class Generator(abc.ABC):
         pad = indices[-1:].expand(batch_size - n)
         return self.render(torch.cat([indices, pad]), seed)[:n]
 
+    def pinned(self, device: torch.device) -> Generator:
+        """This generator with every option whose "auto" depends on the machine (not only on
+        the device type) fixed to what this machine chooses; a dataset's manifest records the
+        pinned config, so another machine renders its images with the same arithmetic. Families
+        without such options return self."""
+        return self
+
+    def pinned_as(self, config: dict[str, Any]) -> Generator:
+        """This generator with its machine-dependent "auto" options set as a stored config
+        (a dataset's manifest) has them: continuing a dataset keeps its arithmetic, on any
+        machine. Families without such options return self."""
+        return self
+
     def describe(self) -> dict[str, Any]:
         """Name, family and the full resolved config (for manifests and run folders)."""
         return {"name": self.name, "family": type(self).__name__,

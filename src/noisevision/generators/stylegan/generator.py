@@ -39,6 +39,7 @@ BENCHMARKS.md.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections import OrderedDict
@@ -79,7 +80,7 @@ from noisevision.generators.stylegan.paths.winograd import (
     up_tile,
 )
 from noisevision.generators.stylegan.paths.winograd import plan as winograd_plan
-from noisevision.generators.stylegan.plan import RenderPlan, make_plan
+from noisevision.generators.stylegan.plan import RenderPlan, compute_dtype, make_plan
 from noisevision.rng import ImageRandom
 
 # per-image colour targets (mean, std) per channel, N(mu, sigma) each (reference section 5.1)
@@ -225,6 +226,22 @@ class StyleGAN(Generator):
     def compute_dtype(self, device: torch.device) -> torch.dtype:
         """The fast path's arithmetic type on `device` (config.compute_dtype, "auto" resolved)."""
         return self.plan(device).dtype
+
+    def pinned(self, device: torch.device) -> StyleGAN:
+        """compute_dtype "auto" fixed as this machine resolves it (bfloat16 on a CPU with native
+        bfloat16, float32 on one without: the same config would otherwise give other images
+        there)."""
+        if self.config.compute_dtype != "auto":
+            return self
+        dtype = compute_dtype(self.config, device)
+        name = "bfloat16" if dtype == torch.bfloat16 else "float32"
+        return type(self)(dataclasses.replace(self.config, compute_dtype=name), self.name)
+
+    def pinned_as(self, config: dict) -> StyleGAN:
+        stored = config.get("compute_dtype")
+        if self.config.compute_dtype != "auto" or stored not in ("bfloat16", "float32"):
+            return self
+        return type(self)(dataclasses.replace(self.config, compute_dtype=stored), self.name)
 
     def _params(self, indices: torch.Tensor, seed: int, nets: list[dict],
                 group_of: torch.Tensor, plan: RenderPlan) -> list:
