@@ -382,3 +382,15 @@ def test_a_family_whose_generator_changed_is_refused(cheap, tmp_path, capsys):
     err = _one_line(capsys)
     assert "stat_spectrum renders other images" in err and f"config.{key}" in err
     assert _tree(out) == before
+
+
+def test_a_refusal_names_the_changed_budget_not_every_size_it_sets():
+    from noisevision.study.folder import _shown
+
+    sizes = [f"budget_settings.f{i}: {i} -> {i + 1}" for i in range(18)]
+    assert _shown(["budget: 'paper' -> 'custom'", *sizes]) == "budget: 'paper' -> 'custom'"
+    # the same budget with overrides: the overridden sizes are the news, four at most
+    shown = _shown(["budget: 'tiny' -> 'tiny+overrides'", *sizes[:5]])
+    assert shown == ("budget: 'tiny' -> 'tiny+overrides'; budget_settings.f0: 0 -> 1; "
+                     "budget_settings.f1: 1 -> 2; budget_settings.f2: 2 -> 3; and 2 more")
+    assert _shown(["tasks: ['a'] -> ['b']"]) == "tasks: ['a'] -> ['b']"

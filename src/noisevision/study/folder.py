@@ -21,6 +21,7 @@ demo report).
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -155,15 +156,26 @@ def prepare(out: Path, settings: dict, families: list[str], *, resume: bool,
         diff = differences({k: stored.get(k) for k in given}, given)
         if diff:
             raise UsageError(f"--resume continues the study in {str(out)!r} with its own "
-                             f"settings, but these flags differ: {'; '.join(diff)}; drop them, "
+                             f"settings, but these flags differ: {_shown(diff)}; drop them, "
                              "or pass --overwrite to start again")
         return stored, families or known, "continue"
     diff = differences(stored, settings)
     if diff:
         raise UsageError(f"{str(out)!r} holds a study made with other settings "
-                         f"({'; '.join(diff)}): rerun with the same flags, pass --resume to "
+                         f"({_shown(diff)}): rerun with the same flags, pass --resume to "
                          "continue it with its own settings, or --overwrite to replace it")
     return stored, families, "continue"
+
+
+def _shown(diff: list[str], most: int = 4) -> str:
+    """The differences for one line: a changed budget stands for the sizes it sets."""
+    top = [d for d in diff if not d.startswith("budget_settings.")]
+    budget = [d for d in top if d.startswith("budget:")]
+    names = re.findall(r"'([^']*)'", budget[0]) if budget else []
+    if len({name.split("+")[0] for name in names}) > 1:
+        diff = top  # another named budget: its sizes all differ with it
+    more = f"; and {len(diff) - most} more" if len(diff) > most else ""
+    return "; ".join(diff[:most]) + more
 
 
 def wipe(out: Path) -> None:
