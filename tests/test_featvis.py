@@ -309,3 +309,12 @@ def test_pre_relu_objective_moves_a_unit_that_is_off_on_noise(tmp_path):
     spread = float(featvis.Objective(plain, module, torch.tensor([[0, -1]] * 16))(
         featvis.normalise(noise)).std())  # the unit over 16 other noise images
     assert after > 0 > before and after - before > 100 * spread, (before, after, spread)
+
+
+def test_conv1_keeps_its_relu_under_the_pre_relu_objective():
+    """conv1's pre-ReLU spatial mean is linear in the image (a flat colour maximises it), so
+    the pre-ReLU objective starts at conv2."""
+    model = random_network("small_alexnet", 3, 0, CPU, width=0.25, input_size=32)
+    assert featvis.resolve_layer(model, "conv1", pre_relu=True)[1] is model.blocks[0]
+    assert isinstance(featvis.resolve_layer(model, "conv2", pre_relu=True)[1],
+                      torch.nn.BatchNorm2d)

@@ -653,8 +653,8 @@ def _add_visualize(p: argparse.ArgumentParser) -> None:
                    help="Adam steps per image (default 128, the reference)")
     p.add_argument("--seed", type=seed_int, default=0, help="noise and random views (default 0)")
     p.add_argument("--post-relu", action="store_true",
-                   help="SmallAlexNet: optimise the units after their ReLU (default: before it, "
-                        "so units that are off on noise still get a gradient)")
+                   help="SmallAlexNet: optimise the units after their ReLU (default: before it "
+                        "from conv2 on, so units that are off on noise still get a gradient)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--out", default="featvis.png", help="output PNG or JPEG (default "
                                                         "featvis.png)")

@@ -226,7 +226,8 @@ def resolve_layer(model: nn.Module, layer: str,
     """(layer name, module to hook, channel count); "features" = the probed layer; an unknown
     name is a one-line UsageError listing the valid ones. `pre_relu` (SmallAlexNet): hook the
     batch norm before the layer's ReLU (lucid's "_pre_relu" objectives), so a unit that is off
-    on the initial noise still has a gradient; ResNet-50 blocks end in a ReLU after their sum,
+    on the initial noise still has a gradient; not conv1, whose pre-ReLU spatial mean is linear
+    in the image (its optimum a flat colour); ResNet-50 blocks end in a ReLU after their sum,
     so their post-ReLU output is hooked either way."""
     arch = arch_name(model)
     name = FEATURE_LAYER[arch] if layer == "features" else layer
@@ -237,7 +238,7 @@ def resolve_layer(model: nn.Module, layer: str,
         k = LAYERS[arch].index(name)
         block = model.blocks[k]
         relu = [j for j, m in enumerate(block) if isinstance(m, nn.ReLU)]
-        module = block[relu[0] - 1] if pre_relu and relu else block
+        module = block[relu[0] - 1] if pre_relu and relu and k > 0 else block
         return name, module, int(model.block_dims[k])
     return name, getattr(model, _RESNET_MODULE.get(name, name)), _RESNET_CHANNELS[name]
 
