@@ -394,3 +394,20 @@ def test_a_refusal_names_the_changed_budget_not_every_size_it_sets():
     assert shown == ("budget: 'tiny' -> 'tiny+overrides'; budget_settings.f0: 0 -> 1; "
                      "budget_settings.f1: 1 -> 2; budget_settings.f2: 2 -> 3; and 2 more")
     assert _shown(["tasks: ['a'] -> ['b']"]) == "tasks: ['a'] -> ['b']"
+
+
+def test_cpu_time_estimate_matches_the_measured_small_budget_and_flags_paper():
+    """The warning's rough model against the measured runs (BENCHMARKS.md): the small
+    budget's pretraining took 153-264 s on the 2-core VM; the paper budget is hundreds of
+    hours there, so the study says so before it starts."""
+    import dataclasses
+
+    from noisevision.study.budgets import BUDGETS, cpu_pretrain_hours
+
+    small = cpu_pretrain_hours(BUDGETS["small"]) * 3600
+    assert 100 < small < 300, small
+    assert cpu_pretrain_hours(BUDGETS["paper"]) > 100
+    twice = dataclasses.replace(BUDGETS["small"], epochs=2 * BUDGETS["small"].epochs)
+    assert cpu_pretrain_hours(twice) == pytest.approx(2 * cpu_pretrain_hours(BUDGETS["small"]))
+    assert cpu_pretrain_hours(BUDGETS["small"], cores=4) == pytest.approx(
+        cpu_pretrain_hours(BUDGETS["small"]) / 2)

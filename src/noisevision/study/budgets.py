@@ -105,6 +105,18 @@ def resolve_budget(name: str, overrides: dict | None = None) -> StudyBudget:
     return dataclasses.replace(base, **changes)
 
 
+# Pretraining pairs per second on the 2-core VM (BENCHMARKS.md): the `small` budget's 560-710
+# (width 0.25, 32 px crops); 64 px crops ran 3.8x slower, width 0.5 a further 2.7x.
+CPU_PAIRS_PER_S = 700.0
+
+
+def cpu_pretrain_hours(b: StudyBudget, cores: int = 2) -> float:
+    """A rough CPU estimate of one family's pretraining in hours (rate ~ width^-1.5 and
+    crop^-2 from the measured runs, linear in the cores); a warning, never a limit."""
+    rate = CPU_PAIRS_PER_S * (0.25 / b.width) ** 1.5 * (32 / b.crop) ** 2 * max(cores, 1) / 2
+    return b.images * b.epochs / rate / 3600
+
+
 def check_budget_fits(b: StudyBudget, device: torch.device) -> None:
     """The cached index set of one family must fit the device (80% of its free memory), as
     pretraining checks; refused before anything is written, naming the largest that fits."""

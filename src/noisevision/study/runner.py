@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from noisevision.study.budgets import (
     BUDGETS,
     StudyBudget,
     check_budget_fits,
+    cpu_pretrain_hours,
     resolve_budget,
 )
 from noisevision.study.families import (
@@ -142,6 +144,12 @@ def run_study(req: StudyRequest) -> Path:
         log(f"study in {out} ({state}); budget {settings['budget']} on {dev}; "
             f"{len(families)} families; tasks: "
             + ", ".join(f"{t.name} ({len(t.task.train)}/{len(t.task.val)})" for t in tasks))
+        if dev.type == "cpu":
+            hours = cpu_pretrain_hours(b, os.cpu_count() or 1)
+            if hours > 2:
+                log(f"note: this budget's pretraining needs roughly {hours:,.0f} hours a family "
+                    "on this CPU (a rough estimate); --budget small is sized for a CPU, paper "
+                    "for a GPU")
         timings = {"load_tasks": round(time.perf_counter() - t_start, 1)}
         for st in tasks:
             rec = baselines_step(out, st, settings["recipe"], b, settings["seed"], dev)
