@@ -5,7 +5,7 @@ tasks until it reads None and reports `("done", count)`, `("error", one-line mes
 `("crash", description)` and finally `("exit", None)`. The parent keeps at most two tasks per
 worker queued (tasks are drawn lazily from an iterator, so memory stays flat in the dataset's
 size), stops on the first error or crash, notices a worker killed from outside, and terminates
-what is left on the way out.
+what is left on the way out. `serve` is the worker side of that protocol.
 """
 
 from __future__ import annotations
@@ -16,6 +16,30 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from noisevision.errors import UsageError
+
+
+def serve(parent: int, tasks, results, setup: Callable[[], Any],
+          work: Callable[[Any, Any], int]) -> None:
+    """A worker's loop: end with the parent, one intra-op thread, `state = setup()`, then
+    `work(state, task)` -> count per task until None; errors are reported, never raised."""
+    import torch
+
+    from noisevision.safety import die_with_parent
+
+    die_with_parent(parent)
+    torch.set_num_threads(1)
+    try:
+        state = setup()
+        while (task := tasks.get()) is not None:
+            results.put(("done", work(state, task)))
+            del task  # a shared-memory tensor inside is freed before the next one arrives
+    except UsageError as exc:
+        results.put(("error", str(exc)))
+    except KeyboardInterrupt:
+        pass
+    except BaseException as exc:  # report, so the parent can stop with the cause
+        results.put(("crash", f"{type(exc).__name__}: {exc}"))
+    results.put(("exit", None))
 
 
 def run_pool(target: Callable[..., None], worker_arg: Any, job: Any, tasks_iter: Iterator,

@@ -18,7 +18,7 @@ import torch
 
 from noisevision.data.encode import encode, to_uint8
 from noisevision.data.manifest import Manifest
-from noisevision.data.pool import run_pool
+from noisevision.data.pool import run_pool, serve
 from noisevision.data.shards import (
     ShardPlan,
     complete_shards,
@@ -27,9 +27,7 @@ from noisevision.data.shards import (
     write_shard,
 )
 from noisevision.device import one_cpu_thread
-from noisevision.errors import UsageError
 from noisevision.generators.base import Generator, generator_from_description
-from noisevision.safety import die_with_parent
 
 
 @dataclass(frozen=True)
@@ -147,24 +145,15 @@ def _rendered(gen: Generator, job: ShardJob, todo: list[int],
 
 
 def _worker(desc: dict | None, job: ShardJob, tasks, results, parent: int) -> None:
-    """One shard at a time: render it (CPU, `desc` given) or take its images, encode, write."""
-    die_with_parent(parent)
-    torch.set_num_threads(1)
-    try:
-        gen = generator_from_description(desc) if desc is not None else None
-        while (task := tasks.get()) is not None:
-            k, images = task
-            data = (job.render_encoded(gen, k, torch.device("cpu")) if images is None
-                    else job.encode_all(images.numpy()))
-            results.put(("done", job.write(k, data)))
-            del images, task, data
-    except UsageError as exc:
-        results.put(("error", str(exc)))
-    except KeyboardInterrupt:
-        pass
-    except BaseException as exc:  # report, so the parent can stop with the cause
-        results.put(("crash", f"{type(exc).__name__}: {exc}"))
-    results.put(("exit", None))
+    """One shard at a time: render it (CPU, `desc` given) or take its images, encode, write
+    (data/pool.serve)."""
+    def work(gen: Generator | None, task: tuple[int, torch.Tensor | None]) -> int:
+        k, images = task
+        return job.write(k, job.render_encoded(gen, k, torch.device("cpu")) if images is None
+                         else job.encode_all(images.numpy()))
+
+    serve(parent, tasks, results,
+          lambda: generator_from_description(desc) if desc is not None else None, work)
 
 
 def _pool(job: ShardJob, tasks_iter: Iterator, *, generator_desc: dict | None, workers: int,

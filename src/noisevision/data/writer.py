@@ -35,12 +35,12 @@ from noisevision.data.layout import (
     scan_images,
 )
 from noisevision.data.manifest import MANIFEST, Manifest, normalise
-from noisevision.data.pool import run_pool
+from noisevision.data.pool import run_pool, serve
 from noisevision.device import one_cpu_thread, resolve_device
 from noisevision.errors import UsageError
 from noisevision.generators.base import Generator, generator_from_description
 from noisevision.paper import DATASET_SCALES
-from noisevision.safety import check_fits, die_with_parent
+from noisevision.safety import check_fits
 
 SCALES = DATASET_SCALES  # the paper's dataset sizes, `generate --scale small|large`
 
@@ -469,22 +469,13 @@ def _write_threads(generator: Generator, job: _Job, batches: Iterator[list[int]]
 
 
 def _worker(desc: dict, job: _Job, tasks, results, parent: int) -> None:
-    """A CPU rendering process: one intra-op thread, whole batches rendered and written."""
-    die_with_parent(parent)
-    torch.set_num_threads(1)
-    try:
-        generator = generator_from_description(desc)
-        while (batch := tasks.get()) is not None:
-            arrays = to_uint8(generator.images(torch.tensor(batch, dtype=torch.int64), job.seed,
-                                               batch_size=len(batch), dtype=torch.uint8))
-            results.put(("done", job.save(batch, arrays)))
-    except UsageError as exc:
-        results.put(("error", str(exc)))
-    except KeyboardInterrupt:
-        pass
-    except BaseException as exc:  # report, so the parent can stop with the cause
-        results.put(("crash", f"{type(exc).__name__}: {exc}"))
-    results.put(("exit", None))
+    """A CPU rendering process: whole batches rendered and written (data/pool.serve)."""
+    def work(generator: Generator, batch: list[int]) -> int:
+        return job.save(batch, to_uint8(generator.images(
+            torch.tensor(batch, dtype=torch.int64), job.seed, batch_size=len(batch),
+            dtype=torch.uint8)))
+
+    serve(parent, tasks, results, lambda: generator_from_description(desc), work)
 
 
 def _write_processes(generator: Generator, job: _Job, batches: Iterator[list[int]],
