@@ -36,16 +36,15 @@ def build(device: torch.device):
     return cfg, model, opt
 
 
-def state_of(cfg, model, opt, snapshot_fn=None) -> dict:
-    take = snapshot_fn or (lambda x: x)
-    return {"config": dataclasses.asdict(cfg), "model": take(model.state_dict()),
-            "optimizer": take(opt.state_dict()), "epoch": 1, "step": 0,
+def position(cfg) -> dict:
+    return {"config": dataclasses.asdict(cfg), "epoch": 1, "step": 0,
             "schedule": {"recipe": "moco", "base_lr": 0.03, "lr_next": 0.03}}
 
 
 def main() -> None:
-    from noisevision.ssl.checkpoint import BackgroundSaver, save_checkpoint, snapshot
-    from noisevision.ssl.encoders import encoder_payload, save_encoder, write_encoder
+    from noisevision.ssl.checkpoint import BackgroundSaver, save_checkpoint
+    from noisevision.ssl.encoders import save_encoder, write_encoder
+    from noisevision.ssl.train import save_payloads
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
@@ -55,7 +54,7 @@ def main() -> None:
     args = ap.parse_args()
     dev = torch.device(args.device)
     cfg, model, opt = build(dev)
-    backbone = model.encoder_q.backbone
+    backbone = model.backbone
     root = Path(args.dir or tempfile.mkdtemp(prefix="bench-ckpt-"))
     root.mkdir(parents=True, exist_ok=True)
     base = {"device": str(dev), "cpus": os.cpu_count()}
@@ -70,7 +69,8 @@ def main() -> None:
     for rep in range(args.repeats):
         sync()
         t = time.perf_counter()
-        save_checkpoint(root / "checkpoint.pt", state_of(cfg, model, opt))
+        save_checkpoint(root / "checkpoint.pt", {**position(cfg), "model": model.state_dict(),
+                                                 "optimizer": opt.state_dict()})
         save_encoder(root / "encoder.pt", backbone, "resnet50", {})
         blocked = time.perf_counter() - t
         report(way="synchronous (before)", rep=rep, training_thread_s=round(blocked, 3),
@@ -79,8 +79,7 @@ def main() -> None:
         saver = BackgroundSaver()
         sync()
         t = time.perf_counter()
-        state = state_of(cfg, model, opt, snapshot)
-        enc = encoder_payload(backbone, "resnet50", {})
+        state, enc = save_payloads(model, opt, backbone, "resnet50", {}, position(cfg))
 
         def write(state=state, enc=enc) -> None:
             save_checkpoint(root / "checkpoint.pt", state)

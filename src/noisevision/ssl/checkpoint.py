@@ -93,18 +93,14 @@ def snapshot(obj: Any) -> Any:
 
 class BackgroundSaver:
     """Run saves on a worker thread, one at a time (see the module text). `wait` joins the
-    save in flight and raises its error, if any; `enabled=False` saves in the caller."""
+    save in flight and raises its error, if any."""
 
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled
+    def __init__(self) -> None:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
     def submit(self, save: Callable[[], object]) -> None:
         self.wait()
-        if not self.enabled:
-            save()
-            return
 
         def run() -> None:
             try:

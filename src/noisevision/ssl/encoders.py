@@ -192,13 +192,15 @@ def _to_builtin(value: Any) -> Any:
     return str(value)
 
 
-def encoder_payload(model: nn.Module, arch: str,
-                    meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What encoder.pt holds: the backbone's weights (copied to host memory), arch and `meta`."""
+def encoder_payload(model: nn.Module, arch: str, meta: dict[str, Any] | None = None,
+                    state: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """What encoder.pt holds: the backbone's weights (copied to host memory, or `state`, a
+    host copy of them already made), arch and `meta`."""
     if arch not in ARCHS:
         raise UsageError(f"unknown encoder arch {arch!r} (allowed: {', '.join(ARCHS)})")
     model = getattr(model, "module", model)  # unwrap DDP / DataParallel
-    state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    if state is None:
+        state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     return {"format": ENCODER_FORMAT, "arch": arch,
             "arch_kwargs": dict(getattr(model, "arch_kwargs", {})),
             "state_dict": state, "meta": _to_builtin(dict(meta or {}))}

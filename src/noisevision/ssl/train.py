@@ -455,6 +455,18 @@ def pretrain(config: PretrainConfig, *, resume: bool = False,
         ddp.shutdown_distributed()
 
 
+def save_payloads(model: nn.Module, optimizer: torch.optim.Optimizer, backbone: nn.Module,
+                  arch: str, meta: dict, position: dict) -> tuple[dict, dict]:
+    """(checkpoint.pt's state, encoder.pt's payload) at this step, copied to host memory once:
+    the encoder's weights are the backbone's entries of the model's copy."""
+    weights = snapshot(model.state_dict())
+    prefix = next(name for name, m in model.named_modules() if m is backbone)
+    backbone_weights = weights if not prefix else {
+        k[len(prefix) + 1:]: v for k, v in weights.items() if k.startswith(prefix + ".")}
+    state = {**position, "model": weights, "optimizer": snapshot(optimizer.state_dict())}
+    return state, encoder_payload(backbone, arch, meta, state=backbone_weights)
+
+
 def _write_json(path: Path, data: dict) -> None:
     write_atomic(path, json.dumps(data, indent=2).encode())
 
@@ -650,12 +662,11 @@ class _Trainer:
                 "epochs_done": next_epoch + next_step / self.steps_per_epoch,
                 "images_per_epoch": self.source.images, "crop": cfg.crop, "seed": cfg.seed,
                 "feature_layer": getattr(self.backbone, "feature_layer", -1)}
-        state = {  # copied now; hashed, serialised and written beside the next steps
-            "config": dataclasses.asdict(cfg), "model": snapshot(self.model.state_dict()),
-            "optimizer": snapshot(self.optimizer.state_dict()), "epoch": next_epoch,
-            "step": next_step, "schedule": {"recipe": cfg.recipe, "base_lr": cfg.lr,
-                                            "lr_next": learning_rate(cfg, next_epoch)}}
-        encoder = encoder_payload(self.backbone, self.arch, meta)
+        state, encoder = save_payloads(  # copied now; written beside the next steps
+            self.model, self.optimizer, self.backbone, self.arch, meta, {
+                "config": dataclasses.asdict(cfg), "epoch": next_epoch, "step": next_step,
+                "schedule": {"recipe": cfg.recipe, "base_lr": cfg.lr,
+                             "lr_next": learning_rate(cfg, next_epoch)}})
         run = self.run
 
         def write() -> None:
