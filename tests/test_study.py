@@ -388,12 +388,15 @@ def test_a_refusal_names_the_changed_budget_not_every_size_it_sets():
     from noisevision.study.folder import _shown
 
     sizes = [f"budget_settings.f{i}: {i} -> {i + 1}" for i in range(18)]
-    assert _shown(["budget: 'paper' -> 'custom'", *sizes]) == "budget: 'paper' -> 'custom'"
+    assert _shown(["budget: 'paper' -> 'custom'", *sizes], {"budget": "paper"},
+                  {"budget": "custom"}) == "budget: 'paper' -> 'custom'"
     # the same budget with overrides: the overridden sizes are the news, four at most
-    shown = _shown(["budget: 'tiny' -> 'tiny+overrides'", *sizes[:5]])
+    shown = _shown(["budget: 'tiny' -> 'tiny+overrides'", *sizes[:5]], {"budget": "tiny"},
+                   {"budget": "tiny+overrides"})
     assert shown == ("budget: 'tiny' -> 'tiny+overrides'; budget_settings.f0: 0 -> 1; "
                      "budget_settings.f1: 1 -> 2; budget_settings.f2: 2 -> 3; and 2 more")
-    assert _shown(["tasks: ['a'] -> ['b']"]) == "tasks: ['a'] -> ['b']"
+    assert _shown(["tasks: ['a'] -> ['b']"], {"budget": "small"},
+                  {"budget": "small"}) == "tasks: ['a'] -> ['b']"
 
 
 def test_cpu_time_estimate_matches_the_measured_small_budget_and_flags_paper():

@@ -21,7 +21,6 @@ demo report).
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -156,24 +155,23 @@ def prepare(out: Path, settings: dict, families: list[str], *, resume: bool,
         diff = differences({k: stored.get(k) for k in given}, given)
         if diff:
             raise UsageError(f"--resume continues the study in {str(out)!r} with its own "
-                             f"settings, but these flags differ: {_shown(diff)}; drop them, "
-                             "or pass --overwrite to start again")
+                             f"settings, but these flags differ: {_shown(diff, stored, given)}; "
+                             "drop them, or pass --overwrite to start again")
         return stored, families or known, "continue"
     diff = differences(stored, settings)
     if diff:
         raise UsageError(f"{str(out)!r} holds a study made with other settings "
-                         f"({_shown(diff)}): rerun with the same flags, pass --resume to "
-                         "continue it with its own settings, or --overwrite to replace it")
+                         f"({_shown(diff, stored, settings)}): rerun with the same flags, pass "
+                         "--resume to continue it with its own settings, or --overwrite to "
+                         "replace it")
     return stored, families, "continue"
 
 
-def _shown(diff: list[str], most: int = 4) -> str:
-    """The differences for one line: a changed budget stands for the sizes it sets."""
-    top = [d for d in diff if not d.startswith("budget_settings.")]
-    budget = [d for d in top if d.startswith("budget:")]
-    names = re.findall(r"'([^']*)'", budget[0]) if budget else []
-    if len({name.split("+")[0] for name in names}) > 1:
-        diff = top  # another named budget: its sizes all differ with it
+def _shown(diff: list[str], old: dict, new: dict, most: int = 4) -> str:
+    """The differences for one line: another named budget stands for the sizes it sets."""
+    base = {str(d.get("budget") or "").split("+")[0] for d in (old, new) if d.get("budget")}
+    if len(base) > 1:
+        diff = [d for d in diff if not d.startswith("budget_settings.")]
     more = f"; and {len(diff) - most} more" if len(diff) > most else ""
     return "; ".join(diff[:most]) + more
 
