@@ -15,6 +15,12 @@ def _grey(x: torch.Tensor) -> torch.Tensor:
     return x.double().mean(1)  # (N, H, W)
 
 
+def _central(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Central-difference gradients (gx, gy) of (..., H, W), interior pixels only."""
+    return ((g[..., 1:-1, 2:] - g[..., 1:-1, :-2]) / 2,
+            (g[..., 2:, 1:-1] - g[..., :-2, 1:-1]) / 2)
+
+
 def gradient_kurtosis(x: torch.Tensor) -> float:
     """Median over images of the kurtosis of horizontal and vertical differences.
 
@@ -34,9 +40,7 @@ def orientation_coherence(x: torch.Tensor, window: int = 7) -> float:
     over `window` x `window` boxes (valid positions only); 0 for isotropic texture, 1 for a
     single orientation.
     """
-    g = _grey(x)[:, None]
-    gx = (g[..., 1:-1, 2:] - g[..., 1:-1, :-2]) / 2
-    gy = (g[..., 2:, 1:-1] - g[..., :-2, 1:-1]) / 2
+    gx, gy = _central(_grey(x)[:, None])
     jxx, jyy, jxy = (F.avg_pool2d(t, window, stride=1) for t in (gx * gx, gy * gy, gx * gy))
     return float((torch.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-12)).mean())
 
@@ -50,9 +54,7 @@ def axis_alignment(x: torch.Tensor, tolerance: float = 15.0) -> float:
     Isotropic structure gives 4 * tolerance / 180 (1/3 at 15 degrees), edges only along the
     axes give 1, edges only at 45 degrees give 0; NaN for a batch without any gradient.
     """
-    g = _grey(x)
-    gx = (g[:, 1:-1, 2:] - g[:, 1:-1, :-2]) / 2
-    gy = (g[:, 2:, 1:-1] - g[:, :-2, 1:-1]) / 2
+    gx, gy = _central(_grey(x))
     w = gx * gx + gy * gy
     a = torch.rad2deg(torch.atan2(gy, gx)).remainder(90.0)
     near = (a < tolerance) | (a > 90.0 - tolerance)
