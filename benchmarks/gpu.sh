@@ -16,16 +16,8 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 STEPS=${*:-check dataset stylegan profile deadleaves statistical pretrain}
 
 want() { [[ " $STEPS " == *" $1 "* ]]; }
-step() {  # step SECONDS NAME command...
-    local t=$1 name=$2
-    shift 2
-    echo "== $name: $*"
-    local t0=$SECONDS
-    timeout "$t" "$@" >"$OUT/$name.log" 2>&1
-    local rc=$?
-    tail -n ${TAIL:-40} "$OUT/$name.log"
-    echo "== $name rc $rc ($((SECONDS - t0)) s)" | tee -a "$OUT/$name.log"
-}
+TAIL=${TAIL:-40}
+source "$(dirname "$0")/gpu_step.sh"  # step SECONDS NAME command...
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision',

@@ -12,16 +12,8 @@ SCRATCH=${SCRATCH:-/tmp/nv15}
 mkdir -p "$OUT" "$SCRATCH"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
-step() {  # step SECONDS NAME command...
-    local t=$1 name=$2
-    shift 2
-    echo "== $name: $*"
-    local t0=$SECONDS
-    timeout "$t" "$@" >"$OUT/$name.log" 2>&1
-    local rc=$?
-    tail -n ${TAIL:-12} "$OUT/$name.log"
-    echo "== $name rc $rc ($((SECONDS - t0)) s)" | tee -a "$OUT/$name.log"
-}
+TAIL=${TAIL:-12}
+source "$(dirname "$0")/gpu_step.sh"  # step SECONDS NAME command...
 
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 # the GPU half of the contract: finite, deterministic, batch-invariant, close to the CPU

@@ -16,16 +16,8 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 python3 -c "import webdataset" 2>/dev/null || python3 -m pip install -q --no-index \
     --find-links gpu_wheels webdataset 2>&1 | tail -2
 
-step() {  # step SECONDS NAME command...
-    local t=$1 name=$2
-    shift 2
-    echo "== $name: $*"
-    local t0=$SECONDS
-    timeout "$t" "$@" >"$OUT/$name.log" 2>&1
-    local rc=$?
-    tail -n ${TAIL:-12} "$OUT/$name.log"
-    echo "== $name rc $rc ($((SECONDS - t0)) s)" | tee -a "$OUT/$name.log"
-}
+TAIL=${TAIL:-12}
+source "$(dirname "$0")/gpu_step.sh"  # step SECONDS NAME command...
 
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 nproc | tee -a "$OUT/gpu.txt"

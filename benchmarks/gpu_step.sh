@@ -1,0 +1,13 @@
+# Sourced by the GPU scripts: `step SECONDS NAME command...` runs the command under a time
+# limit, its output in $OUT/NAME.log, prints the last ${TAIL} lines (each script sets its
+# default) and the exit status with the seconds it took.
+step() {
+    local t=$1 name=$2
+    shift 2
+    echo "== $name: $*"
+    local t0=$SECONDS
+    timeout "$t" "$@" >"$OUT/$name.log" 2>&1
+    local rc=$?
+    tail -n "${TAIL:-12}" "$OUT/$name.log"
+    echo "== $name rc $rc ($((SECONDS - t0)) s)" | tee -a "$OUT/$name.log"
+}
