@@ -278,3 +278,43 @@ def test_full_disk_during_a_checkpoint_stops_training_with_one_line(images, tmp_
     ck = torch.load(run / "checkpoint.pt", weights_only=True)
     assert (ck["epoch"], ck["step"]) == (1, 0)  # the first epoch's checkpoint, intact
     assert not [p for p in os.listdir(run) if p.endswith(".tmp")]
+
+
+# Out-of-range values of every kind of typed pretrain field, and in-range edge values.
+_BAD = {"positive": [0, -1, True, 1.5], "count": [0, 2**40 + 1], "resolution": [8, 8192],
+        "positive_float": [0.0, -1.0, float("nan"), float("inf")],
+        "nonnegative_float": [-1e-9, float("nan")], "momentum": [1.0, -0.1, 5.0],
+        "ema": [1.5, -0.1], "seed": [-1, 2**64], "loader_workers": [-1, 257]}
+_EDGE = {"momentum": 0.0, "ema": 1.0, "nonnegative_float": 0.0, "loader_workers": 0}
+
+
+def test_every_typed_field_is_range_checked_in_the_config_and_on_the_command_line(
+        tmp_path, capsys):
+    """One range per field for both ways in: a flag and a config made in code (or read back
+    from a run's config.json). SGD momentum 0 is plain SGD; 1 or more never decays."""
+    import dataclasses
+
+    from noisevision.errors import ConfigError
+
+    flags = dict((name, flag) for flag, name in __import__(
+        "noisevision.cli", fromlist=["pretrain_flags"]).pretrain_flags())
+    typed = [(f.name, f.metadata["argparse"]["type"]) for f in dataclasses.fields(PretrainConfig)
+             if f.metadata.get("argparse", {}).get("type")]
+    assert {kind for _, kind in typed} == set(_BAD)  # a new kind needs its bad values here
+    for name, kind in typed:
+        for bad in _BAD[kind]:
+            with pytest.raises(ConfigError, match=name):
+                PretrainConfig(data="dead_leaves_squares", **{name: bad})
+            out = tmp_path / f"{name}_{bad}"
+            try:
+                rc = cli_main(["pretrain", "--data", "dead_leaves_squares", "--out", str(out),
+                               flags[name], str(bad)])
+            except SystemExit as exc:  # argparse's type check
+                rc = exc.code
+            err = capsys.readouterr().err.strip()
+            assert rc == 2 and len(err.splitlines()) == 1 and not out.exists(), (name, bad, err)
+        if kind in _EDGE:
+            PretrainConfig(data="dead_leaves_squares", **{name: _EDGE[kind]})
+    with pytest.raises(ConfigError, match="moco_queue"):  # each step enqueues a whole batch
+        PretrainConfig(data="x", recipe="moco", batch_size=64, moco_queue=32)
+    PretrainConfig(data="x", recipe="moco", batch_size=64, moco_queue=64)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from noisevision import argtypes
 from noisevision.argtypes import (
     MAX_INDEX,
     count_int,
@@ -346,14 +347,6 @@ def format_indices(indices: list[int], limit: int = 20) -> str:
 
 # --- pretrain -------------------------------------------------------------------------------
 
-def _argtype(name: str):
-    from noisevision import argtypes
-
-    return {"count": count_int, "resolution": resolution_int, "positive": positive_int,
-            "positive_float": positive_float, "nonnegative_float": argtypes.nonnegative_float,
-            "seed": seed_int, "loader_workers": loader_workers_int}[name]
-
-
 def pretrain_flags() -> list[tuple[str, str]]:
     """(flag, PretrainConfig field) for every config field that is a `pretrain` flag."""
     import dataclasses
@@ -389,7 +382,7 @@ def _add_pretrain(p: argparse.ArgumentParser) -> None:
         f = fields[name]
         kwargs = dict(f.metadata["argparse"])
         if isinstance(kwargs.get("type"), str):
-            kwargs["type"] = _argtype(kwargs["type"])
+            kwargs["type"] = argtypes.BY_NAME[kwargs["type"]]
         help_text = f.metadata["help"]
         if f.default not in (None, "") and kwargs.get("action") != "store_true":
             help_text += f" (default: {f.default})"

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from noisevision import argtypes
 from noisevision.data.encode import write_atomic
 from noisevision.errors import UsageError, check
 from noisevision.paper import DATASET_SCALES
@@ -102,12 +103,12 @@ class PretrainConfig:
                                   "256 moco)", type="positive")
     lr: float | None = _opt(None, "learning rate (default 0.12 small / 0.03 moco x batch / 256)",
                             type="positive_float")
-    momentum: float = _opt(0.9, "SGD momentum", type="positive_float")
+    momentum: float = _opt(0.9, "SGD momentum", type="momentum")
     weight_decay: float = _opt(1e-4, "SGD weight decay", type="nonnegative_float")
     crop: int | None = _opt(None, "crop side, at most the image side (default 64 small / 224 "
                             "moco)", type="positive")
     pre_resize: int | None = _opt(None, "small: resize to this side before cropping (paper "
-                                  "text: 96; reference: none)", type="positive")
+                                  "text: 96; reference: none)", type="resolution")
     mix: str = _opt("none", "mix each image with --mix-count - 1 others of its batch before the "
                     "two views are drawn (Shaders21k): mixup, cutmix or mixup+cutmix",
                     choices=MIX_MODES)
@@ -119,8 +120,7 @@ class PretrainConfig:
     unif_t: float = _opt(2.0, "small: uniformity temperature", type="positive_float")
     moco_dim: int = _opt(128, "moco: embedding size", type="positive")
     moco_queue: int = _opt(65536, "moco: queue length K", type="positive")
-    moco_momentum: float = _opt(0.999, "moco: key-encoder EMA momentum",
-                                type="positive_float")
+    moco_momentum: float = _opt(0.999, "moco: key-encoder EMA momentum", type="ema")
     moco_temperature: float = _opt(0.2, "moco: InfoNCE temperature", type="positive_float")
     moco_mlp: bool = _opt(True, "moco: 2-layer MLP head (MoCo v2)", flag="")
     moco_bn: str = _opt("shuffle", "moco: batch-norm of the keys",
@@ -149,13 +149,16 @@ class PretrainConfig:
               f"{self.generator_mode!r} (allowed: {', '.join(GENERATOR_MODES)})")
         check(self.precision in ("auto", "fp32", "bf16"),
               f"unknown precision {self.precision!r} (allowed: auto, fp32, bf16)")
-        for name in ("images", "epochs", "batch_size", "crop", "image_size", "checkpoint_every"):
-            v = getattr(self, name)
-            check(v is None or (isinstance(v, int) and v >= 1),
-                  f"{name} must be a positive integer, got {v!r}")
-        check(self.lr is None or (math.isfinite(self.lr) and self.lr > 0),
-              f"lr must be a positive number, got {self.lr!r}")
-        check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every!r}")
+        for f in dataclasses.fields(self):  # every flag's range, also for configs made in code
+            kind = f.metadata.get("argparse", {}).get("type")  # or read from a run's config.json
+            v = getattr(self, f.name)
+            if kind is not None and v is not None:
+                parse = argtypes.BY_NAME[kind]
+                check(parse.accepts(v), f"{f.name} must be {parse.__name__}, got {v!r}")
+        if self.recipe == "moco":
+            batch = self.batch_size or RECIPE_DEFAULTS["moco"]["batch_size"]
+            check(self.moco_queue >= batch, f"moco_queue ({self.moco_queue}) must hold at least "
+                  f"one global batch ({batch}): each step enqueues every key of the batch")
         check(self.mix in MIX_MODES, f"unknown mix {self.mix!r} (allowed: "
               f"{', '.join(MIX_MODES)})")
         check(isinstance(self.mix_count, int) and self.mix_count >= 2,
