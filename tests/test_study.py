@@ -241,11 +241,13 @@ def test_worker_slots_and_torchrun_command():
     from noisevision.ssl.train import PretrainConfig
     from noisevision.study.schedule import plan_slots, torchrun_argv, worker_command
 
-    assert plan_slots(3, [], 1) == [[], [], []]
-    assert plan_slots(0, [0, 1, 2, 3, 4], 2) == [[0, 1], [2, 3]]  # GPU 4 stays idle
-    assert plan_slots(1, [0, 1, 2, 3], 1) == [[0]]
+    assert plan_slots(3, [], 1, 4) == [[], [], []]
+    assert plan_slots(2**40, [], 1, 2) == [[], []]  # never more slots than families
+    assert plan_slots(0, [0, 1, 2, 3, 4], 2, 3) == [[0, 1], [2, 3]]  # GPU 4 stays idle
+    assert plan_slots(0, [0, 1, 2, 3], 1, 2) == [[0], [1]]
+    assert plan_slots(1, [0, 1, 2, 3], 1, 3) == [[0]]
     with pytest.raises(UsageError):
-        plan_slots(1, [], 2)
+        plan_slots(1, [], 2, 2)
     argv, env = worker_command(Path("/s"), "a+b", [2, 3], "cuda", 2)
     assert env["CUDA_VISIBLE_DEVICES"] == "2,3" and argv[argv.index("--worker") + 1] == "a+b"
     assert argv[argv.index("--gpus-per-family") + 1] == "2"

@@ -65,6 +65,9 @@ class StudyBudget:
                              "(allowed: --crop <= --resolution)")
         if self.batch_size < 2:
             raise UsageError("--batch-size must be >= 2 (the uniformity loss compares pairs)")
+        if self.batch_size > self.images:
+            raise UsageError(f"an epoch of {self.images:,} images holds no full batch of "
+                             f"{self.batch_size:,} (lower --batch-size or raise --images)")
 
 
 BUDGETS: dict[str, StudyBudget] = {

@@ -125,6 +125,7 @@ def run_study(req: StudyRequest) -> Path:
                          "folders, separated by commas")
     b = StudyBudget(**settings["budget_settings"])
     check_budget_fits(b, dev)
+    _check_before_writing(out, families, settings, b, dev, req)
     for f in families:
         check_resolution(f, b.image_size)
         if state == "continue":
@@ -161,6 +162,20 @@ def run_study(req: StudyRequest) -> Path:
 
         write_reports(out, families, tasks, settings, req, dev, timings, extra, log)
     return out
+
+
+def _check_before_writing(out: Path, families: list[str], settings: dict, b: StudyBudget,
+                          dev: torch.device, req: StudyRequest) -> None:
+    """What would fail every family is refused now, before the folder is written: each
+    family's pretraining config (its ranges, recipe constraints) and the worker slots."""
+    from noisevision.study.schedule import plan_slots
+    from noisevision.study.steps import pretrain_config
+
+    for f in families:
+        pretrain_config(FamilyContext(out, f, settings["recipe"], b, settings["seed"], dev, []))
+    if req.parallel != 1 or req.gpus_per_family > 1:
+        gpus = list(range(torch.cuda.device_count())) if dev.type == "cuda" else []
+        plan_slots(req.parallel, gpus, req.gpus_per_family, len(families))
 
 
 def _override_fields(overrides: dict) -> dict:
@@ -221,7 +236,7 @@ def _run_families(out: Path, families: list[str], tasks: list[StudyTask], settin
                                 quiet=req.quiet, log=log, references=refs)
             run_family(ctx)
         return
-    slots = plan_slots(parallel, gpus, req.gpus_per_family)
+    slots = plan_slots(parallel, gpus, req.gpus_per_family, len(todo))
     log(f"running {len(todo)} families on {len(slots)} worker slot(s)")
     status = run_workers(out, todo, slots, req.device if not gpus else "cuda",
                          req.gpus_per_family, log)

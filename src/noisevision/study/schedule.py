@@ -23,19 +23,20 @@ from pathlib import Path
 from noisevision.errors import UsageError
 
 
-def plan_slots(parallel: int, gpus: list[int] | None, gpus_per_family: int) -> list[list[int]]:
+def plan_slots(parallel: int, gpus: list[int] | None, gpus_per_family: int,
+               families: int) -> list[list[int]]:
     """The worker slots: `parallel` CPU slots (no GPU), or the GPUs cut into groups of
-    `gpus_per_family` (leftover GPUs stay idle)."""
+    `gpus_per_family` (leftover GPUs stay idle); never more slots than `families`."""
     if not gpus:
         if gpus_per_family > 1:
             raise UsageError("--gpus-per-family > 1 needs CUDA GPUs (none visible)")
-        return [[] for _ in range(max(1, parallel))]
+        return [[] for _ in range(max(1, min(parallel, families)))]
     if gpus_per_family > len(gpus):
         raise UsageError(f"--gpus-per-family {gpus_per_family} is more than the {len(gpus)} "
                          "GPUs visible")
     slots = [gpus[i:i + gpus_per_family]
              for i in range(0, len(gpus) - gpus_per_family + 1, gpus_per_family)]
-    return slots[:parallel] if parallel > 0 else slots
+    return slots[:min(parallel, families)] if parallel > 0 else slots[:families]
 
 
 def worker_command(out: Path, family: str, slot: list[int], device: str,

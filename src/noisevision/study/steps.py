@@ -174,7 +174,8 @@ def run_family(ctx: FamilyContext) -> bool:
     return True
 
 
-def _pretrain_config(ctx: FamilyContext):
+def pretrain_config(ctx: FamilyContext):
+    """The family's PretrainConfig under the study's budget (checked as it is made)."""
     from noisevision.ssl.train import PretrainConfig
 
     b = ctx.budget
@@ -191,7 +192,7 @@ def _pretrain_config(ctx: FamilyContext):
 def step_pretrain(ctx: FamilyContext, step: str) -> dict:
     from noisevision.ssl.train import pretrain
 
-    cfg = _pretrain_config(ctx)
+    cfg = pretrain_config(ctx)
     if ctx.torchrun_gpus > 1:
         from noisevision.study.schedule import run_torchrun_pretrain
 
