@@ -88,6 +88,38 @@ def test_unreadable_and_truncated_images_raise_usage_error(tmp_path):
         extract_features(MeanColour(), load_image_folder(root).val, num_workers=1)
 
 
+
+def test_every_pixel_format_decodes_to_its_8_bit_rgb(tmp_path):
+    """read_rgb (every folder reader: pretrain, probe, analyze) keeps the picture of any mode:
+    16-bit greys scaled (PIL's convert("RGB") clips them at 255: a white image), float greys
+    from [0, 1], palette / alpha / CMYK / 1-bit as PIL converts them."""
+    from noisevision.data.encode import read_rgb
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (12, 16, 3), np.uint8)
+    grey16 = rng.integers(0, 65536, (12, 16)).astype(np.uint16)
+    want16 = np.rint(grey16 / 257.0).astype(np.uint8)
+    Image.fromarray(grey16).save(tmp_path / "g16.png")
+    Image.fromarray(grey16).save(tmp_path / "g16.tif")
+    Image.fromarray(grey16.astype(np.int32), "I").save(tmp_path / "g32.tif")
+    unit = (grey16 / 65535.0).astype(np.float32)
+    Image.fromarray(unit, "F").save(tmp_path / "f.tif")
+    for name in ("g16.png", "g16.tif", "g32.tif"):
+        a = read_rgb(tmp_path / name)
+        assert a.shape == (12, 16, 3) and a.dtype == np.uint8, name
+        assert np.array_equal(a[..., 0], want16) and np.array_equal(a[..., 2], want16), name
+    assert np.abs(read_rgb(tmp_path / "f.tif")[..., 1].astype(int) - want16).max() <= 1
+    Image.fromarray(unit * 3, "F").save(tmp_path / "f3.tif")
+    with pytest.raises(UsageError, match="f3.tif.*outside \\[0, 1\\]"):
+        read_rgb(tmp_path / "f3.tif")
+    im = Image.fromarray(rgb)
+    for mode, ext in (("L", "png"), ("RGBA", "png"), ("LA", "png"), ("P", "png"),
+                      ("CMYK", "tif"), ("1", "png")):
+        im.convert(mode).save(tmp_path / f"m.{ext}")
+        want = np.asarray(Image.open(tmp_path / f"m.{ext}").convert("RGB"))
+        assert np.array_equal(read_rgb(tmp_path / f"m.{ext}"), want), mode
+
+
 def write_idx(path, array):
     header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big")
                                                     for d in array.shape)

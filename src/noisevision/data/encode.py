@@ -62,6 +62,23 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     return _open(path, decode=True)[1]
 
 
+def as_rgb(im: Image.Image) -> np.ndarray:
+    """Any PIL image as (H, W, 3) uint8. Integer greys of more than 8 bits (16-bit PNG, TIFF:
+    modes I;16* and I) are scaled from 0..65535, which PIL's convert("RGB") would clip at 255
+    (a 16-bit image turns white); float greys (mode F) must lie in [0, 1]. Alpha is dropped,
+    as torchvision's ImageFolder loader does."""
+    if im.mode == "I" or im.mode.startswith("I;16"):
+        grey = np.clip(np.rint(np.asarray(im, dtype=np.float64) / 257.0), 0, 255)
+    elif im.mode == "F":
+        grey = np.asarray(im, dtype=np.float64)
+        if grey.size and not (np.isfinite(grey).all() and grey.min() >= 0 and grey.max() <= 1):
+            raise ValueError("floating-point pixels outside [0, 1]: save it as 8- or 16-bit")
+        grey = np.rint(grey * 255.0)
+    else:
+        return np.asarray(im.convert("RGB"))
+    return np.repeat(grey.astype(np.uint8)[..., None], 3, axis=2)
+
+
 def _open(path, decode: bool):
     import warnings
 
@@ -74,7 +91,7 @@ def _open(path, decode: bool):
                     raise Image.DecompressionBombError(
                         f"{w} x {h} pixels is more than the limit of {MAX_PIXELS:,} "
                         "(a decompression bomb?)")
-                arr = np.asarray(im.convert("RGB")) if decode else None
+                arr = as_rgb(im) if decode else None
     except FileNotFoundError:
         raise UsageError(f"missing image file {path}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
