@@ -65,3 +65,33 @@ def test_wrong_or_broken_checkpoints_raise_one_line(tmp_path):
     assert "\n" not in str(e.value)
     with pytest.raises(UsageError, match="does not exist"):
         load_probe_encoder(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_in_every_layout(tmp_path, bad):
+    """Every feature of such an encoder is NaN: probes would report noise as accuracy (and
+    the frozen-backbone check would call NaN != NaN a change)."""
+    model = random_init_encoder("small_alexnet", SMALL)
+    with torch.no_grad():
+        model.state_dict()["blocks.2.0.weight"].view(-1)[5] = bad
+    save_encoder(tmp_path / "run" / "encoder.pt", model, "small_alexnet")
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, tmp_path / "rel.pth")
+    for spec in (tmp_path / "run", tmp_path / "rel.pth"):
+        with pytest.raises(UsageError, match="non-finite weights .* in 'blocks.2.0.weight'"):
+            load_probe_encoder(spec)
+
+
+def test_non_finite_features_are_one_line():
+    from noisevision.probe.features import check_unchanged, extract_features, weights_snapshot
+
+    class Overflow(torch.nn.Module):  # finite weights, features that overflow on big pixels
+        def features(self, x):
+            return (x.flatten(1)[:, :4] * 1e38) * 1e38
+
+    images = torch.utils.data.TensorDataset(torch.rand(6, 3, 8, 8), torch.zeros(6))
+    with pytest.raises(UsageError, match="not finite .* for 6 of 6 images"):
+        extract_features(Overflow(), images, transform=lambda x: x)
+    model = random_init_encoder("small_alexnet", SMALL)
+    with torch.no_grad():
+        model.state_dict()["blocks.0.0.weight"].view(-1)[0] = float("nan")
+    check_unchanged(weights_snapshot(model), model)  # NaN stays NaN: unchanged

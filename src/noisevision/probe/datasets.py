@@ -106,11 +106,29 @@ def _list_images(class_dir: Path) -> list[Path]:
                   if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
-def _subset(items: list, cap: int | None, seed: int) -> list:
+def _subset(items: list[tuple[Path, int]], cap: int | None, seed: int,
+            where: str = "the split") -> list[tuple[Path, int]]:
+    """At most `cap` of the (path, label) items, class-stratified: every class keeps at least
+    one image and the rest is shared in proportion to the class sizes (largest remainder), a
+    seeded draw within each class. A uniform draw could leave a class out of the train split
+    (a probe then never sees it, and a one-image split has no feature std)."""
     if cap is None or len(items) <= cap:
         return items
-    keep = np.sort(np.random.default_rng(seed).choice(len(items), size=cap, replace=False))
-    return [items[i] for i in keep]
+    labels = np.array([la for _, la in items])
+    classes, counts = np.unique(labels, return_counts=True)
+    if cap < len(classes):
+        raise UsageError(f"--max-per-split {cap} keeps fewer images than the {len(classes)} "
+                         f"classes of {where}: every class needs one (allowed: >= "
+                         f"{len(classes)})")
+    spare = counts - 1  # after one image per class
+    share = spare * (cap - len(classes)) / spare.sum()
+    quota = 1 + np.floor(share).astype(int)
+    order = np.argsort(-(share - np.floor(share)), kind="stable")  # largest remainders first
+    quota[order[:cap - int(quota.sum())]] += 1
+    rng = np.random.default_rng(seed)
+    keep = np.concatenate([rng.choice(np.flatnonzero(labels == c), size=q, replace=False)
+                           for c, q in zip(classes, quota, strict=True)])
+    return [items[i] for i in np.sort(keep)]
 
 
 def is_image_folder(root: Path) -> bool:
@@ -149,7 +167,7 @@ def load_image_folder(root: str | Path, max_per_split: int | None = None,
             paths += files
             labels += [label] * len(files)
         pairs = _subset(list(zip(paths, labels, strict=True)), max_per_split,
-                        seed + (s == "val"))
+                        seed + (s == "val"), f"{root / s}")
         data[s] = FileImages([p for p, _ in pairs], [la for _, la in pairs])
     return EvalTask(root.name, data["train"], data["val"], classes,
                     description=f"ImageFolder {root}",

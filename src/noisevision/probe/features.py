@@ -117,7 +117,13 @@ def extract_features(model: nn.Module, dataset: torch.utils.data.Dataset, *,
         raise (_reraise_worker_error(exc) if num_workers else exc) from None
     if not feats:
         raise UsageError("no images to extract features from (the split is empty)")
-    return torch.cat(feats), torch.cat(labels).long()
+    out = torch.cat(feats)
+    finite = torch.isfinite(out).all(dim=1)
+    if not bool(finite.all()):  # e.g. an activation overflowing in bfloat16
+        raise UsageError(f"the encoder's features are not finite (NaN or inf) for "
+                         f"{int((~finite).sum())} of {out.shape[0]} images: its weights do not "
+                         "suit these images (a diverged run?) or the precision overflows")
+    return out, torch.cat(labels).long()
 
 
 def weights_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -129,9 +135,17 @@ def check_unchanged(before: dict[str, torch.Tensor], model: nn.Module) -> None:
     """Raise RuntimeError naming the first tensor that changed since `before` (a probe bug)."""
     after = model.state_dict()
     for k, v in before.items():
-        if k not in after or not torch.equal(v, after[k].detach()):
+        if k not in after or not _same(v, after[k].detach()):
             raise RuntimeError(f"encoder tensor {k!r} changed during probing; "
                                "the backbone must stay frozen")
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal tensors, NaN equal to NaN (torch.equal says a NaN weight changed)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    return torch.equal(a, b) or (a.is_floating_point() and bool(
+        ((a == b) | (a.isnan() & b.isnan())).all()))
 
 
 def weights_digest(model: nn.Module) -> str:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from noisevision.device import one_cpu_thread
-from noisevision.errors import check
+from noisevision.errors import UsageError, check
 from noisevision.probe.datasets import EvalTask
 from noisevision.probe.features import (
     check_unchanged,
@@ -157,9 +157,9 @@ def _train_head(x_train, y_train, x_val, y_val, num_classes, config, device) -> 
             opt.step()
             total += float(loss.detach()) * idx.numel()
         sched.step()
-        if not math.isfinite(total):
-            raise FloatingPointError(f"linear probe diverged at epoch {epoch + 1} (loss {total}); "
-                                     "lower lr")
+        if not math.isfinite(total):  # features are finite (extract_features checks them)
+            raise UsageError(f"the linear probe diverged at epoch {epoch + 1} (loss {total}): "
+                             "the features' scale is extreme; try --method knn")
         log.append({"epoch": epoch + 1, "train_loss": total / n})
     log[-1]["val_acc"] = accuracy(head, x_val, y_val)
     return {"val_acc": log[-1]["val_acc"], "train_acc": accuracy(head, x_train, y_train),

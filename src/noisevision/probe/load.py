@@ -20,7 +20,13 @@ import torch
 from torch import nn
 
 from noisevision.errors import UsageError
-from noisevision.ssl.encoders import ARCHS, ENCODER_FORMAT, build_encoder, load_encoder
+from noisevision.ssl.encoders import (
+    ARCHS,
+    ENCODER_FORMAT,
+    build_encoder,
+    check_finite_weights,
+    load_encoder,
+)
 
 _PREFIXES = ("module.", "encoder_q.", "encoder.", "backbone.", "model.")
 _DROP = ("encoder_k.", "queue", "fc.", "head.")
@@ -90,6 +96,7 @@ def _load_foreign(path: Path, device: torch.device | str) -> tuple[nn.Module, di
     if missing or unexpected:
         what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise UsageError(f"{path} does not match a {arch} encoder ({what})")
+    check_finite_weights(model, path)
     return model.to(device).eval(), {"source": str(path), "format": "released"}
 
 

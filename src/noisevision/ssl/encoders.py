@@ -247,5 +247,15 @@ def load_encoder(path: str | os.PathLike,
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"encoder file {str(path)!r} has weights that do not match its arch "
                          f"{arch!r}: {first}") from None
+    check_finite_weights(model, path)
     model.to(device).eval()
     return model, dict(payload.get("meta") or {})
+
+
+def check_finite_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Refuse an encoder with a NaN or infinite weight or buffer (one line naming the first):
+    every feature it gives would be NaN, and probes would report noise as accuracy."""
+    for k, v in model.state_dict().items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise UsageError(f"encoder file {str(path)!r} holds non-finite weights (NaN or inf) "
+                             f"in {k!r}: its training diverged or the file is damaged")
