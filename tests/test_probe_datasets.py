@@ -56,6 +56,39 @@ def test_suite_caps_each_task(tmp_path):
     assert [t.name for t in load_tasks(tmp_path / "s")] == ["task1", "task2"]
 
 
+
+def test_cap_keeps_every_class_in_proportion(tmp_path, capsys):
+    """--max-per-split draws per class: each class keeps an image, the rest in proportion."""
+    from noisevision.cli import main
+
+    root = tmp_path / "skew"
+    for split, n in (("train", {"a": 30, "b": 2, "c": 1, "d": 17}), ("val", {"a": 4, "b": 4,
+                                                                             "c": 4, "d": 4})):
+        for c, count in n.items():
+            (root / split / c).mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (8, 8), (i, 0, 0)).save(root / split / c / f"{i}.png")
+    for cap, want in ((4, [1, 1, 1, 1]), (10, [5, 1, 1, 3]), (25, [14, 2, 1, 8]),
+                      (49, [29, 2, 1, 17])):
+        task = load_image_folder(root, max_per_split=cap, seed=3)
+        assert np.bincount(task.train.labels.numpy(), minlength=4).tolist() == want, cap
+        assert len(task.val) == min(cap, 16)
+        assert load_image_folder(root, max_per_split=cap, seed=3).train.paths == task.train.paths
+    assert load_image_folder(root, max_per_split=10, seed=4).train.paths != load_image_folder(
+        root, max_per_split=10, seed=3).train.paths  # the draw within a class is seeded
+    enc = tmp_path / "enc.pt"
+    from noisevision.probe.baselines import random_init_encoder
+    from noisevision.ssl.encoders import save_encoder
+
+    save_encoder(enc, random_init_encoder("small_alexnet", {"width": 0.125, "input_size": 32}),
+                 "small_alexnet")
+    rc = main(["probe", "--encoder", str(enc), "--data", str(root), "--max-per-split", "3",
+               "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "fewer images than the 4 classes" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_folders_raise_one_line(tmp_path):
     root = make_folder(tmp_path / "diff")
     (root / "val" / "dog").rename(root / "val" / "wolf")
