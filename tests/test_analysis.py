@@ -174,3 +174,45 @@ def test_the_batched_jpeg_decoder_equals_the_checked_one_and_names_a_bad_file(tm
     bad.write_bytes(bad.read_bytes()[:40] + b"\0" * 200)
     with pytest.raises(UsageError, match=bad.name):
         list(src.batches(5, batch=2))
+
+
+def test_correlate_uses_each_propertys_measured_sources_and_refuses_bad_json(tmp_path):
+    """A property missing, NaN or a flag for some sources is correlated over the others (n);
+    a malformed results.json or analysis.json is one line naming the file and row."""
+    from scipy import stats
+
+    rng = np.random.default_rng(5)
+    names = [f"g{i}" for i in range(6)]
+    acc = rng.uniform(0.2, 0.6, 6)
+    fid = rng.uniform(50, 300, 6)
+    rows = [{"source": n, "fid": float(f), "colour_kl": float(k)}
+            for n, f, k in zip(names, fid, rng.uniform(0, 5, 6), strict=True)]
+    rows[1]["fid"] = float("nan")
+    rows[2]["fid"] = True
+    del rows[3]["fid"]
+    rows[4]["colour_kl"] = None
+    (tmp_path / "analysis.json").write_text(json.dumps({"meta": {}, "rows": rows}))
+    res = _probe_results(tmp_path / "results.json", dict(zip(names, acc, strict=True)))
+    out = analysis.correlate([str(res)], str(tmp_path / "analysis.json"), boot=50)
+    keep = [0, 4, 5]
+    assert out["correlations"]["fid"]["n"] == 3
+    assert out["correlations"]["fid"]["pearson"] == pytest.approx(
+        stats.pearsonr(fid[keep], acc[keep])[0], abs=1e-12)
+    assert out["correlations"]["colour_kl"]["n"] == 5
+    bad_results = {"r_type": {"meta": {}, "rows": [{"method": "linear", "val_acc": "0.5"}]},
+                   "r_row": {"meta": {}, "rows": [3]}, "r_meta": {"meta": [1], "rows": []},
+                   "r_enc": {"meta": {}, "rows": [{"method": "linear", "val_acc": 0.5,
+                                                   "encoder": ["x"]}]},
+                   "r_nan": {"meta": {}, "rows": [{"method": "linear", "val_acc": float("nan"),
+                                                   "encoder": "noise: g0"}]},
+                   "r_encoders": {"meta": {"encoders": [1]}, "rows": []}}
+    for name, payload in bad_results.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(payload))
+        with pytest.raises(UsageError, match=name) as e:
+            analysis.correlate([str(tmp_path / f"{name}.json")], str(tmp_path / "analysis.json"))
+        assert "\n" not in str(e.value)
+    for name, payload in {"p_row": {"rows": ["x"]}, "p_source": {"rows": [{"source": 1}]},
+                          "p_meta": {"meta": 2, "rows": []}, "p_list": [1]}.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(payload))
+        with pytest.raises(UsageError, match=name):
+            analysis.correlate([str(res)], str(tmp_path / f"{name}.json"))

@@ -531,8 +531,10 @@ PAPER_R = {"colour_kl": -0.57, "fid": -0.85, "recall_inception": 0.83,
 
 def _source_of_encoder(name: str, meta: dict) -> str | None:
     """The pretraining source of a probed encoder (its run's --data, one source, no weight)."""
-    info = (meta.get("encoders") or {}).get(name) or {}
-    data = info.get("data") or (info.get("meta") or {}).get("data")
+    info = (meta.get("encoders") or {}).get(name)
+    info = info if isinstance(info, dict) else {}
+    inner = info.get("meta") if isinstance(info.get("meta"), dict) else {}
+    data = info.get("data") or inner.get("data")
     if data is None and name.startswith("noise: "):  # demo rows
         data = name[len("noise: "):]
     if not isinstance(data, str):
@@ -543,23 +545,47 @@ def _source_of_encoder(name: str, meta: dict) -> str | None:
     return parts[0].rsplit(":", 1)[0] if ":" in parts[0] else parts[0]
 
 
+def _json_rows(path: str, what: str, fields: dict[str, tuple[type, ...]]) -> tuple[list, dict]:
+    """(rows, meta) of a JSON file {"meta": {...}, "rows": [{...}, ...]}, every row's `fields`
+    of the given types where present; anything else is one line naming the file and the row."""
+    bad = f"{path} is not {what} (expected {{\"meta\": {{...}}, \"rows\": [{{...}}, ...]}})"
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        raise UsageError(bad) from None
+    if not (isinstance(data, dict) and isinstance(data.get("rows"), list)
+            and isinstance(data.get("meta", {}), dict)):
+        raise UsageError(bad)
+    for i, row in enumerate(data["rows"]):
+        if not isinstance(row, dict):
+            raise UsageError(f"{path}: row {i} is {type(row).__name__}, not an object ({what})")
+        for name, types in fields.items():
+            v = row.get(name)
+            if v is not None and (not isinstance(v, types) or isinstance(v, bool)):
+                raise UsageError(f"{path}: row {i} has {name} = {v!r}, not "
+                                 f"{' or '.join(t.__name__ for t in types)} ({what})")
+    return data["rows"], data.get("meta", {})
+
+
 def probe_accuracies(paths: list[str], task: str | None = None,
                      method: str = "linear") -> dict[str, float]:
     """{pretraining source: accuracy} from probe/demo results.json files."""
     acc: dict[str, float] = {}
+    what = "a results.json of `noisevision probe` or `demo`"
     for p in paths:
-        try:
-            data = json.loads(Path(p).read_text())
-            rows, meta = data["rows"], data.get("meta", {})
-        except (OSError, ValueError, KeyError, TypeError):
-            raise UsageError(f"{p} is not a results.json of `noisevision probe` or `demo` "
-                             "(expected {\"meta\": ..., \"rows\": [...]})") from None
-        hits = [r for r in rows if isinstance(r, dict) and "val_acc" in r
+        rows, meta = _json_rows(p, what, {"val_acc": (int, float), "encoder": (str,),
+                                          "task": (str,), "method": (str,)})
+        if not isinstance(meta.get("encoders", {}), dict):
+            raise UsageError(f"{p}: meta.encoders is not an object ({what})")
+        hits = [r for r in rows if r.get("val_acc") is not None
                 and r.get("method") == method and (task is None or r.get("task") == task)]
         if not hits:
             raise UsageError(f"{p} holds no {method} accuracies"
                              + (f" for task {task!r}" if task else ""))
         for r in hits:
+            if not math.isfinite(r["val_acc"]):
+                raise UsageError(f"{p}: the accuracy of {r.get('encoder')!r} is "
+                                 f"{r['val_acc']!r}, not a finite number")
             src = _source_of_encoder(r.get("encoder", ""), meta)
             if src is not None:
                 acc.setdefault(src, float(r["val_acc"]))
@@ -570,24 +596,26 @@ def correlate(results: list[str], properties: str, *, task: str | None = None,
               method: str = "linear", boot: int = 2000) -> dict:
     """Accuracy against every measured property, as the paper's Figures 6 and 7."""
     acc = probe_accuracies(results, task, method)
-    try:
-        props = json.loads(Path(properties).read_text())["rows"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UsageError(f"--properties {properties} is not an analysis.json of `noisevision "
-                         "analyze`") from None
+    props, _ = _json_rows(properties, "an analysis.json of `noisevision analyze`",
+                          {"source": (str,)})
     table = [{**r, "accuracy": acc[r["source"]]} for r in props if r.get("source") in acc]
     if len(table) < 3:
         raise UsageError(f"only {len(table)} sources have both an accuracy and measured "
                          f"properties (accuracies for: {', '.join(sorted(acc)) or 'none'}; "
                          f"properties for: {', '.join(r.get('source', '?') for r in props)}); "
                          "a correlation needs at least 3")
-    columns = [c for c in table[0] if c not in ("source", "kind", "accuracy")
-               and all(isinstance(r.get(c), (int, float)) for r in table)]
+    def measured(row: dict, c: str) -> bool:  # a finite number (not a flag, NaN or missing)
+        v = row.get(c)
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    names = dict.fromkeys(c for r in table for c in r if c not in ("source", "kind", "accuracy"))
+    columns = [c for c in names if all(measured(r, c) for r in table)]
     corr = {}
-    for c in columns:
-        x = np.array([r[c] for r in table], float)
-        y = np.array([r["accuracy"] for r in table], float)
-        if np.ptp(x) > 0 and np.ptp(y) > 0:
+    for c in names:  # over the sources that measured it (n in the table), at least 3
+        rows = [r for r in table if measured(r, c)]
+        x = np.array([r[c] for r in rows], float)
+        y = np.array([r["accuracy"] for r in rows], float)
+        if len(rows) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
             corr[c] = {**pearson_spearman(x, y, boot), "paper_r": PAPER_R.get(c)}
     extra = {}
     p, r = "precision_inception", "recall_inception"
