@@ -363,3 +363,27 @@ def test_uneven_world_sizes_and_fewer_images_than_processes(ds):
     assert all(len(x) == 9 for x in ranks) and len(set(sum(ranks, []))) == 45
     more = indices(0, 20)  # a mixture's larger share: the next seeded slices follow
     assert len(more) == 20 and more[:9] == ranks[0]
+
+
+def test_full_disk_while_writing_a_shard_is_one_line_and_leaves_no_temporary(tmp_path):
+    """The real process (the tar stream's clean-up runs at exit): exactly one stderr line."""
+    script = f"""
+import errno, sys
+import webdataset
+from noisevision.cli import main
+real = webdataset.TarWriter.write
+def write(self, obj):
+    if obj["__key__"] == "000000003":
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return real(self, obj)
+webdataset.TarWriter.write = write
+sys.exit(main({[*GEN, "--n", "8", "--layout", "shards", "--shard-size", "4", "--workers", "1",
+               "--out", str(tmp_path / "sh")]!r}))
+"""
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip().splitlines() == [
+        f"noisevision: error: disk full while writing {tmp_path / 'sh' / shard_name(0)}: free "
+        "some space and rerun the same command to resume"], p.stderr
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.tar"))

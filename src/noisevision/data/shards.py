@@ -136,6 +136,7 @@ def write_shard(path: Path, m: Manifest, indices: list[int], images: list[bytes]
     wds = webdataset()
     chash, dhash = config_hash(m.config), dataset_hash(m)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    writer = None
     try:
         with open(tmp, "wb") as fh:
             writer = wds.TarWriter(fh, encoder=False, mtime=TAR_MTIME, user=TAR_OWNER,
@@ -144,8 +145,14 @@ def write_shard(path: Path, m: Manifest, indices: list[int], images: list[bytes]
                 writer.write({"__key__": sample_key(i), "json": sample_json(m, i, chash, dhash),
                               m.format: data})
             writer.close()
+            writer = None
         os.replace(tmp, path)
     except OSError as exc:
+        if writer is not None:  # a failed write: neither the tar file nor its "w|" stream
+            writer.tarstream.closed = True  # may flush into the closed file when collected
+            stream = writer.tarstream.fileobj  # (a traceback printed after the one line)
+            if type(stream).__name__ == "_Stream":
+                stream.closed = True
         discard_temporary(tmp)
         raise_write_error(path, exc)
         raise
