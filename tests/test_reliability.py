@@ -256,6 +256,52 @@ def test_run_killed_before_its_first_checkpoint_continues(images, tmp_path, caps
     assert cli(capsys, *[a if a != run else run3 for a in args])[0] == 0
 
 
+
+def _hold_folder_lock(folder: Path) -> subprocess.Popen:
+    """Another process holding `folder` as a running pretrain or study does (FolderLock)."""
+    code = ("import sys, time; from noisevision.locks import FolderLock; "
+            f"FolderLock({str(folder)!r}, 'x', 'y').acquire(); print('held', flush=True); "
+            "time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_one_process_at_a_time_in_a_run_or_study_folder(images, tmp_path, capsys):
+    """A second pretrain / study in a folder that a running one holds is refused with one line
+    (it would overwrite the other's checkpoints); a kill -9 of the holder frees the folder."""
+    run = tmp_path / "run"
+    pretrain(_cfg(images, run, epochs=1))
+    before = tree(run)
+    args = ["pretrain", "--out", run, "--resume", "--epochs", "2", "--quiet"]
+    for command in (args, ["study", "--out", run, "--resume"]):
+        holder = _hold_folder_lock(run)
+        try:
+            rc, err = cli(capsys, *command)
+            assert rc == 2 and "is in use by another noisevision process" in one_line_error(err)
+            assert tree(run) == before  # nothing read half, nothing written
+        finally:
+            holder.kill()
+            holder.wait()
+    rc, err = cli(capsys, *args)  # the killed holder's lock went with it
+    assert rc == 0, err
+    new = tmp_path / "new"  # a run the CLI creates holds its folder from then on
+    from noisevision.locks import FolderLock
+
+    seen = []
+    real = FolderLock.acquire
+
+    def spy(self):
+        real(self)
+        seen.append((self.folder, self.held))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FolderLock, "acquire", spy)
+        pretrain(_cfg(images, new, epochs=1))
+    assert seen[-1] == (new, True)
+    with FolderLock(new, "run folder", "-"):  # released at the end: free for the next one
+        pass
+
+
 def test_resume_honours_epochs_and_refuses_other_changes(images, tmp_path, capsys):
     run = tmp_path / "run"
     pretrain(_cfg(images, run, epochs=1))

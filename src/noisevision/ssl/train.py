@@ -36,6 +36,7 @@ from torch import nn
 from noisevision import argtypes
 from noisevision.data.encode import write_atomic
 from noisevision.errors import UsageError, check
+from noisevision.locks import FolderLock
 from noisevision.paper import DATASET_SCALES
 from noisevision.provenance import provenance
 from noisevision.safety import check_fits
@@ -442,8 +443,14 @@ def pretrain(config: PretrainConfig, *, resume: bool = False,
     """
     info = ddp.init_distributed(config.device)
     trainer = None
+    lock = FolderLock(config.out, "run folder", "wait for that run to end (or stop it), or "
+                      "choose another --out") if info.is_main and config.out else None
     try:
+        if lock is not None:
+            lock.acquire()  # an existing folder: before its state is read
         trainer = _Trainer.set_up(config, resume, info, explicit)
+        if lock is not None:
+            lock.acquire()  # a new folder: as soon as it exists
         while trainer.epoch < trainer.cfg.epochs:
             if not trainer.run_epoch(stop_after):
                 trainer.saver.wait()
@@ -455,6 +462,8 @@ def pretrain(config: PretrainConfig, *, resume: bool = False,
                 trainer.saver.wait()
         raise
     finally:
+        if lock is not None:
+            lock.release()
         ddp.shutdown_distributed()
 
 

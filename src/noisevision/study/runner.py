@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from noisevision.errors import UsageError
+from noisevision.locks import FolderLock
 from noisevision.study import folder
 from noisevision.study.budgets import (
     BUDGETS,
@@ -104,7 +105,17 @@ def _wanted_settings(req: StudyRequest, dev: torch.device) -> dict | None:
 
 
 def run_study(req: StudyRequest) -> Path:
-    """Run (or continue) a study; returns its folder."""
+    """Run (or continue) a study; returns its folder. One process at a time in a folder (its
+    own workers, `--worker`, run the families' steps under it)."""
+    lock = FolderLock(req.out, "study folder", "wait for that study to end (or stop it), or "
+                      "choose another --out")
+    try:
+        return _run_study(req, lock)
+    finally:
+        lock.release()
+
+
+def _run_study(req: StudyRequest, lock: FolderLock) -> Path:
     from noisevision.device import cpu_threads, resolve_device
 
     t_start = time.perf_counter()
@@ -117,6 +128,7 @@ def run_study(req: StudyRequest) -> Path:
         check_task(t)
     if req.recipe not in (None, "small", "moco"):
         raise UsageError(f"unknown recipe {req.recipe!r} (allowed: small, moco)")
+    lock.acquire()  # an existing folder: before its state is read
     wanted = _wanted_settings(req, dev)
     settings, families, state = folder.prepare(out, wanted, families, resume=req.resume,
                                                overwrite=req.overwrite, command=req.command)
@@ -142,6 +154,7 @@ def run_study(req: StudyRequest) -> Path:
         if state == "overwrite":
             folder.wipe(out)
         folder.write_marker(out, settings, families, req.command)
+        lock.acquire()  # a new folder: as soon as it exists
         log(f"study in {out} ({state}); budget {settings['budget']} on {dev}; "
             f"{len(families)} families; tasks: "
             + ", ".join(f"{t.name} ({len(t.task.train)}/{len(t.task.val)})" for t in tasks))
