@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -318,3 +319,66 @@ def test_every_typed_field_is_range_checked_in_the_config_and_on_the_command_lin
     with pytest.raises(ConfigError, match="moco_queue"):  # each step enqueues a whole batch
         PretrainConfig(data="x", recipe="moco", batch_size=64, moco_queue=32)
     PretrainConfig(data="x", recipe="moco", batch_size=64, moco_queue=64)
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGUSR1"])
+def test_a_preemption_signal_saves_the_step_and_resume_is_exact(images, tmp_path, monkeypatch,
+                                                                signame):
+    """SIGTERM (SLURM before its kill, torchrun's stop) or SIGUSR1 (`--signal=USR1@60`): the
+    step in progress finishes, the checkpoint of that very step is written, Stopped; --resume
+    continues bit-exactly. Without it a preempted run lost everything since its last epoch."""
+    import signal
+
+    from noisevision.errors import Stopped
+    from noisevision.ssl import train
+
+    ref = pretrain(_cfg(images, tmp_path / "ref", epochs=3, log_every=2))
+    real_loss, calls = train._Trainer._loss, []
+
+    def loss(self, images):  # the scheduler's signal arrives during step 4 (epoch 1)
+        calls.append(1)
+        if len(calls) == 4:
+            os.kill(os.getpid(), getattr(signal, signame))
+        return real_loss(self, images)
+
+    monkeypatch.setattr(train._Trainer, "_loss", loss)
+    run = tmp_path / "run"
+    handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Stopped) as e:
+        pretrain(_cfg(images, run, epochs=3, log_every=2))
+    monkeypatch.undo()
+    assert signal.getsignal(signal.SIGTERM) == handler  # the handlers are put back
+    assert e.value.signum == getattr(signal, signame) and "--resume" in e.value.message
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["step"]) == (1, 1)  # 3 steps an epoch: the log step after 4
+    assert _log(run)[-1] == {"stopped": signame, "epoch": 1, "step": 1, "global_step": 4}
+    pretrain(_cfg(images, run, epochs=3, log_every=2), resume=True)
+    a = torch.load(ref / "encoder.pt", weights_only=True)["state_dict"]
+    b = torch.load(run / "encoder.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigterm_from_outside_is_one_line_and_exit_143(images, tmp_path):
+    import signal
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "noisevision", "pretrain", "--data", str(images), "--out", str(run),
+         "--crop", "32", "--width", "0.125", "--epochs", "100000", "--batch-size", "16",
+         "--workers", "0", "--quiet", "--log-every", "1", "--device", "cpu"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 120
+        while not ((run / "log.jsonl").exists() and (run / "log.jsonl").read_text().count(
+                "\n") >= 2) and time.time() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("noisevision: stopped by SIGTERM at epoch ")
+    stopped = _log(run)[-1]
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["step"]) == (stopped["epoch"], stopped["step"])

@@ -26,7 +26,7 @@ from noisevision.argtypes import (
     seed_int,
     workers_int,
 )
-from noisevision.errors import UsageError
+from noisevision.errors import Stopped, UsageError
 
 Handler = Callable[[argparse.Namespace], int | None]
 
@@ -721,6 +721,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except UsageError as exc:
         return _fail(str(exc))
+    except Stopped as exc:  # progress saved: a scheduler's requeue continues with --resume
+        print(f"noisevision: {exc.message}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("noisevision: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -15,6 +15,16 @@ class ConfigError(UsageError):
     """A configuration field holds a value outside its allowed range."""
 
 
+class Stopped(KeyboardInterrupt):
+    """A run that a signal asked to stop (SIGTERM or SIGUSR1: a scheduler's preemption warning)
+    and that saved its progress first. The CLI prints the message as one line and exits with
+    128 + the signal's number; like an interrupt, it is never taken for a failure of one step."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.message, self.signum = message, signum
+
+
 def check(condition: bool, message: str) -> None:
     """Raise ConfigError(message) unless condition holds."""
     if not condition:

@@ -24,7 +24,9 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +37,7 @@ from torch import nn
 
 from noisevision import argtypes
 from noisevision.data.encode import write_atomic
-from noisevision.errors import UsageError, check
+from noisevision.errors import Stopped, UsageError, check
 from noisevision.locks import FolderLock
 from noisevision.paper import DATASET_SCALES
 from noisevision.provenance import provenance
@@ -443,12 +445,14 @@ def pretrain(config: PretrainConfig, *, resume: bool = False,
     """
     info = ddp.init_distributed(config.device)
     trainer = None
+    stops = StopSignals().install()
     lock = FolderLock(config.out, "run folder", "wait for that run to end (or stop it), or "
                       "choose another --out") if info.is_main and config.out else None
     try:
         if lock is not None:
             lock.acquire()  # an existing folder: before its state is read
         trainer = _Trainer.set_up(config, resume, info, explicit)
+        trainer.stops = stops
         if lock is not None:
             lock.acquire()  # a new folder: as soon as it exists
         while trainer.epoch < trainer.cfg.epochs:
@@ -462,9 +466,42 @@ def pretrain(config: PretrainConfig, *, resume: bool = False,
                 trainer.saver.wait()
         raise
     finally:
+        stops.restore()
         if lock is not None:
             lock.release()
         ddp.shutdown_distributed()
+
+
+class StopSignals:
+    """SIGTERM and SIGUSR1 while training: finish the step, save a checkpoint, stop (Stopped).
+
+    Schedulers warn before they preempt: SLURM sends SIGTERM and kills KillWait (30 s) later,
+    or SIGUSR1 ahead of time with `--signal=USR1@60`; torchrun passes SIGTERM to its workers.
+    The flag is read at the next log step (every --log-every steps), where the ranks agree on it
+    by an all-reduce they already make there, so every rank stops after the same step. Handlers
+    are installed from the main thread only (elsewhere the signals keep their actions)."""
+
+    NAMES = ("SIGTERM", "SIGUSR1")
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._old: dict = {}
+
+    def install(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for name in self.NAMES:
+                if hasattr(signal, name):
+                    sig = getattr(signal, name)
+                    self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame) -> None:
+        self.received = self.received or signum
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
 
 
 def save_payloads(model: nn.Module, optimizer: torch.optim.Optimizer, backbone: nn.Module,
@@ -625,6 +662,7 @@ class _Trainer:
             group["lr"] = lr
         self.train_model.train()
         t_log, n_log = time.perf_counter(), 0
+        stopping = None
         for images in prefetch(self.source.epoch_batches(self.epoch, self.local_batch,
                                                          start_step=self.step), self.dev):
             loss, parts = self._loss(images)
@@ -639,8 +677,11 @@ class _Trainer:
             if self.done % cfg.log_every == 0 or ckpt_due:
                 self._log(loss, parts, lr, n_log / max(time.perf_counter() - t_log, 1e-9))
                 t_log, n_log = time.perf_counter(), 0
-            if ckpt_due and not at_end:
+                stopping = self._stop_agreed()
+            if (ckpt_due or stopping) and not at_end:
                 self.save(self.epoch, self.step)
+            if stopping and not at_end:
+                self._stop(stopping)
             if stop_after is not None and self.done >= stop_after:
                 self.bar.close()
                 return False
@@ -649,7 +690,28 @@ class _Trainer:
         if self.dev.type == "cuda":
             self.logger.write({"epoch_done": self.epoch, "peak_memory_gib":
                                torch.cuda.max_memory_allocated(self.dev) / 2**30})
+        if stopping and self.epoch < cfg.epochs:
+            self._stop(stopping)
         return True
+
+    def _stop_agreed(self) -> int | None:
+        """The stop signal if any rank received one (every rank gets the same answer)."""
+        stops = getattr(self, "stops", None)
+        mine = float(stops.received or 0) if stops is not None else 0.0
+        if not ddp.is_distributed() and not mine:
+            return None
+        agreed = float(ddp.all_reduce_mean(torch.tensor(mine, device=self.dev)))
+        return (int(mine) or signal.SIGTERM) if agreed > 0 else None
+
+    def _stop(self, signum: int) -> None:
+        """The checkpoint of this step lands, then Stopped (one line, exit 128 + signum)."""
+        self.bar.close()
+        self.saver.wait()  # a failed save (a full disk) is its own one-line error
+        self.logger.write({"stopped": signal.Signals(signum).name, "epoch": self.epoch,
+                           "step": self.step, "global_step": self.done})
+        raise Stopped(f"stopped by {signal.Signals(signum).name} at epoch {self.epoch}, step "
+                      f"{self.step}: the checkpoint is saved in {self.run}; the same command "
+                      "with --resume continues from there", signum)
 
     def _log(self, loss: torch.Tensor, parts: dict, lr: float, steps_per_s: float) -> None:
         if bool(ddp.all_reduce_mean(self.nonfinite.float()) > 0):
