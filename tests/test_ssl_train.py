@@ -382,3 +382,20 @@ def test_sigterm_from_outside_is_one_line_and_exit_143(images, tmp_path):
     stopped = _log(run)[-1]
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     assert (ckpt["epoch"], ckpt["step"]) == (stopped["epoch"], stopped["step"])
+
+
+def test_data_spec_takes_existing_paths_whole_and_refuses_a_source_twice(images, tmp_path):
+    from noisevision.ssl.sources import SourceSpec, parse_data_spec
+
+    odd = tmp_path / "run:2026-11-27T10:00,b"  # a folder name a timestamp gave it
+    odd.mkdir()
+    assert parse_data_spec(str(odd)) == [SourceSpec(str(odd), 1.0)]
+    colon = tmp_path / "t:10"
+    colon.mkdir()
+    assert parse_data_spec(f"{colon},dead_leaves_squares:3") == [
+        SourceSpec(str(colon), 1.0), SourceSpec("dead_leaves_squares", 3.0)]
+    assert parse_data_spec(f"{colon}:2") == [SourceSpec(str(colon), 2.0)]
+    for spec in ("dead_leaves_squares,dead_leaves_squares:2",
+                 f"{images},{images}/../{images.name}"):
+        with pytest.raises(UsageError, match="listed twice in --data"):
+            parse_data_spec(spec)

@@ -47,16 +47,23 @@ class SourceSpec:
 
 
 def parse_data_spec(spec: str) -> list[SourceSpec]:
-    """'a:1,b:2,/folder' -> [SourceSpec]; weights default to 1 and must be finite and > 0."""
+    """'a:1,b:2,/folder' -> [SourceSpec]; weights default to 1 and must be finite and > 0.
+
+    An existing path is taken whole, so a folder whose name holds ':' or ',' needs no quoting
+    (the whole spec, or one entry). A source listed twice is refused: its weight says how much.
+    """
     if not isinstance(spec, str) or not spec.strip():
         raise UsageError("--data is empty (give a generator name, a folder, or NAME:WEIGHT,...)")
-    out = []
+    if os.path.exists(spec.strip()):
+        return [SourceSpec(spec.strip(), 1.0)]
+    out: list[SourceSpec] = []
+    seen: dict[str, str] = {}
     for item in spec.split(","):
         item = item.strip()
         if not item:
             raise UsageError(f"empty entry in --data {spec!r} (format: SOURCE[:WEIGHT],...)")
         source, weight = item, 1.0
-        if ":" in item:
+        if ":" in item and not os.path.exists(item):
             source, text = item.rsplit(":", 1)
             try:
                 weight = float(text)
@@ -66,7 +73,13 @@ def parse_data_spec(spec: str) -> list[SourceSpec]:
             if not (math.isfinite(weight) and weight > 0):
                 raise UsageError(f"bad weight {text!r} for {source!r} in --data "
                                  "(allowed: a positive finite number)")
-        out.append(SourceSpec(source.strip(), weight))
+        source = source.strip()
+        key = os.path.realpath(source) if os.path.exists(source) else source
+        if key in seen:
+            raise UsageError(f"{source!r} is listed twice in --data {spec!r} (give it once; a "
+                             f"weight sets its share, e.g. {seen[key]}:2)")
+        seen[key] = source
+        out.append(SourceSpec(source, weight))
     return out
 
 
