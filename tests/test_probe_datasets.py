@@ -172,6 +172,36 @@ def test_fashion_mnist_idx_parsing_and_balanced_subset(tmp_path):
     assert img.shape == (3, 28, 28) and torch.equal(img[0], img[2])
 
 
+
+@pytest.mark.parametrize("damage", ["truncated_gzip", "empty", "short_header", "label_range",
+                                    "count_mismatch", "wrong_magic"])
+def test_damaged_fashion_mnist_files_are_one_line(tmp_path, damage):
+    """A damaged package file names itself (no EOFError / IndexError traceback, no probe on
+    images paired with the wrong labels)."""
+    rng = np.random.default_rng(1)
+    for prefix, n in (("train", 30), ("t10k", 20)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 255, (n, 28, 28)))
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    labels = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    raw = gzip.decompress(labels.read_bytes())
+    if damage == "truncated_gzip":
+        data = gzip.compress(raw)
+        labels.write_bytes(data[:len(data) // 2])
+    elif damage == "empty":
+        labels.write_bytes(b"")
+    elif damage == "short_header":
+        labels.write_bytes(gzip.compress(raw[:6]))
+    elif damage == "label_range":
+        write_idx(labels, np.full(20, 12))
+    elif damage == "count_mismatch":
+        write_idx(labels, np.arange(15) % 10)
+    else:
+        labels.write_bytes(gzip.compress(b"\x00\x00\x0d" + raw[3:]))  # float32 data type
+    with pytest.raises(UsageError, match="t10k-(labels|images)-idx") as e:
+        load_fashion_mnist(root=tmp_path)
+    assert "\n" not in str(e.value) and "reinstall" in str(e.value)
+
+
 def test_missing_fashion_mnist_says_which_package(tmp_path):
     with pytest.raises(UsageError, match=r"apt-get install -y dataset-fashion-mnist") as e:
         load_fashion_mnist(root=tmp_path)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,16 +196,18 @@ def _read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc}; "
+    except (OSError, EOFError, zlib.error) as exc:  # a truncated gzip ends in EOFError
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise UsageError(f"cannot read {path}: {reason}; "
                          f"reinstall it ({FASHION_MNIST_HINT})") from None
-    ndim = raw[3]
+    ndim = raw[3] if len(raw) >= 4 else 0
+    header = 4 + 4 * ndim
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if raw[2] != 0x08 or data.size != int(np.prod(dims)):
-        raise UsageError(f"{path} is not a valid uint8 IDX file; "
+    if (len(raw) < header or raw[:3] != b"\x00\x00\x08" or ndim == 0
+            or len(raw) - header != int(np.prod(dims))):
+        raise UsageError(f"{path} is not a valid uint8 IDX file (truncated or damaged); "
                          f"reinstall it ({FASHION_MNIST_HINT})")
-    return data.reshape(dims)
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
 def _find_idx(root: Path, stem: str) -> Path:
@@ -230,8 +233,17 @@ def load_fashion_mnist(n_train: int | None = None, n_val: int | None = None,
     root = Path(root or os.environ.get("NOISEVISION_FASHION_MNIST", FASHION_MNIST_DIR))
     splits = {}
     for split, prefix, n in (("train", "train", n_train), ("val", "t10k", n_val)):
-        images = _read_idx(_find_idx(root, f"{prefix}-images-idx3-ubyte"))
-        labels = _read_idx(_find_idx(root, f"{prefix}-labels-idx1-ubyte")).astype(np.int64)
+        image_file = _find_idx(root, f"{prefix}-images-idx3-ubyte")
+        label_file = _find_idx(root, f"{prefix}-labels-idx1-ubyte")
+        images, labels = _read_idx(image_file), _read_idx(label_file).astype(np.int64)
+        n_classes = len(FASHION_MNIST_CLASSES)
+        if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+            raise UsageError(f"{image_file} ({'x'.join(map(str, images.shape))}) and "
+                             f"{label_file} ({labels.shape[0]} labels) do not pair up: "
+                             f"reinstall them ({FASHION_MNIST_HINT})")
+        if labels.size and labels.max() >= n_classes:
+            raise UsageError(f"{label_file} holds label {labels.max()} (allowed: 0.."
+                             f"{n_classes - 1}); reinstall it ({FASHION_MNIST_HINT})")
         keep = _balanced_first(labels, n, len(FASHION_MNIST_CLASSES))
         imgs = torch.from_numpy(images[keep].copy())[:, None].expand(-1, 3, -1, -1).contiguous()
         splits[split] = TensorImages(imgs, torch.from_numpy(labels[keep]))
