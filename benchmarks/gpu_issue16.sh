@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 16 on a lent CUDA GPU (one node: 1 GPU, 16 cores): stylegan_oriented shards at 128 px
 # (target: one node writes >= 20,000 img/s), the same shards read back through pretrain's data
-# path, and `torchrun ... generate --layout shards` plus `verify` on the GPU. About 2 minutes.
+# path, and `torchrun ... generate --layout shards` plus `verify` on the GPU; first where the
+# generator spends its time at 128 px. About 3 minutes.
 #
 #   bash benchmarks/gpu_issue16.sh          # logs under $OUT (default ./gpu_out)
 #
@@ -22,6 +23,13 @@ source "$(dirname "$0")/gpu_step.sh"  # step SECONDS NAME command...
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 nproc | tee -a "$OUT/gpu.txt"
 COMMON=(--device cuda --name stylegan_oriented --resolution 128 --workers 15 --skip-folder)
+# Where the generator's time goes at 128 px (the target needs it above 20,000 img/s; it gave
+# 11,900-12,900): the rate at batch 1,024 and 4,096 (host-bound if it barely grows), then one
+# profiled batch (device time by operator, host time launching).
+step 60 sg128_rate python3 benchmarks/bench_stylegan.py --device cuda --resolution 128 \
+    --n 16384 --batch-sizes 1024,4096 --max-seconds 6 --variants stylegan_oriented
+step 60 sg128_profile python3 benchmarks/profile_generator.py stylegan_oriented --device cuda \
+    --resolution 128 --batch 1024 --rows 30
 # The released datasets' encoding (JPEG q95 4:2:0, `generate --scale`): write, then read back
 # with 15 loader processes (one epoch).
 step 100 shards_jpg python3 benchmarks/bench_shards.py "${COMMON[@]}" --n 120000 \
