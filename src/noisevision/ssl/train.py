@@ -445,16 +445,16 @@ def pretrain(config: PretrainConfig, *, resume: bool = False,
     """
     info = ddp.init_distributed(config.device)
     trainer = None
-    stops = StopSignals().install()
+    stops = StopSignals()
     lock = FolderLock(config.out, "run folder", "wait for that run to end (or stop it), or "
                       "choose another --out") if info.is_main and config.out else None
     try:
         if lock is not None:
             lock.acquire()  # an existing folder: before its state is read
         trainer = _Trainer.set_up(config, resume, info, explicit)
-        trainer.stops = stops
         if lock is not None:
             lock.acquire()  # a new folder: as soon as it exists
+        trainer.stops = stops.install()  # set-up (rendering the index set) keeps the defaults
         while trainer.epoch < trainer.cfg.epochs:
             if not trainer.run_epoch(stop_after):
                 trainer.saver.wait()
@@ -523,6 +523,8 @@ def _write_json(path: Path, data: dict) -> None:
 class _Trainer:
     """One run: `set_up` checks everything and builds the parts, `run_epoch` trains one epoch
     (logging, non-finite checks, checkpoints), `save` writes checkpoint.pt and encoder.pt."""
+
+    stops: StopSignals | None = None  # preemption signals, while the epochs run
 
     @classmethod
     def set_up(cls, config: PretrainConfig, resume: bool, info: ddp.DistInfo,
@@ -696,8 +698,7 @@ class _Trainer:
 
     def _stop_agreed(self) -> int | None:
         """The stop signal if any rank received one (every rank gets the same answer)."""
-        stops = getattr(self, "stops", None)
-        mine = float(stops.received or 0) if stops is not None else 0.0
+        mine = float(self.stops.received or 0) if self.stops is not None else 0.0
         if not ddp.is_distributed() and not mine:
             return None
         agreed = float(ddp.all_reduce_mean(torch.tensor(mine, device=self.dev)))
