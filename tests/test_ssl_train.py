@@ -399,3 +399,32 @@ def test_data_spec_takes_existing_paths_whole_and_refuses_a_source_twice(images,
                  f"{images},{images}/../{images.name}"):
         with pytest.raises(UsageError, match="listed twice in --data"):
             parse_data_spec(spec)
+
+
+def test_a_generated_dataset_folder_gives_exactly_its_images(tmp_path, capsys):
+    """`generate --sheet` writes DIR/sheet.png, a 4 x 4 contact sheet: it must never become a
+    training (or analysed) image; nor may anything else put in the folder. An incomplete dataset
+    is refused, not read in part; someone else's manifest.json changes nothing."""
+    import json
+
+    from noisevision.ssl.sources import scan_folder
+
+    ds = tmp_path / "parent" / "ds"
+    assert cli_main(["generate", "dead_leaves_squares", "--n", "12", "--start", "3",
+                     "--resolution", "32", "--out", str(ds), "--sheet", "--quiet"]) == 0
+    Image.new("RGB", (32, 32)).save(ds / "00000000" / "notes.png")  # not one of its files
+    want = [str(ds / "00000000" / f"{i:08d}.png") for i in range(3, 15)]
+    assert (ds / "sheet.png").exists()
+    assert scan_folder(ds) == want
+    other = _write_images(tmp_path / "parent" / "photos", 2)
+    assert scan_folder(tmp_path / "parent") == sorted(want + [str(p) for p in sorted(
+        other.iterdir())])
+    foreign = _write_images(tmp_path / "foreign", 3)
+    (foreign / "manifest.json").write_text(json.dumps({"images": 3}))
+    assert len(scan_folder(foreign)) == 3
+    (ds / "00000000" / "00000007.png").unlink()
+    with pytest.raises(UsageError, match=r"'.*ds' is incomplete: 1 of 12 images .*indices 7\)"):
+        scan_folder(ds)
+    rc = cli_main(["pretrain", "--data", str(tmp_path / "parent"), "--out",
+                   str(tmp_path / "run"), "--quiet"])
+    assert rc == 2 and "is incomplete" in capsys.readouterr().err

@@ -187,22 +187,64 @@ def _collate(items: list[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, list[
 
 
 def scan_folder(path: str | os.PathLike) -> list[str]:
-    """Image files under `path`, recursively, sorted; hidden and temporary files skipped."""
+    """Image files under `path`, recursively, sorted; hidden and temporary files skipped.
+
+    A dataset that `generate` wrote (a folder with its manifest.json, at the top or below)
+    contributes exactly its images, in index order: not its contact sheet `sheet.png` nor
+    anything else put there; an incomplete one is refused rather than read in part."""
     root = Path(path)
     if not root.exists():
         raise UsageError(f"data folder {str(root)!r} does not exist "
                          "(give a folder of images or a registered generator name)")
     if not root.is_dir():
         raise UsageError(f"data source {str(root)!r} is not a folder")
+    top = dataset_files(root)
+    if top is not None:
+        return top
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        inner = dataset_files(Path(dirpath)) if "manifest.json" in filenames else None
+        if inner is not None:
+            files += inner
+            dirnames[:] = []
+            continue
         files += [os.path.join(dirpath, f) for f in filenames
                   if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
     if not files:
         raise UsageError(f"data folder {str(root)!r} holds no images "
                          f"(looked for {', '.join(IMAGE_EXTENSIONS)})")
     return sorted(files)
+
+
+def dataset_files(root: Path) -> list[str] | None:
+    """The image files of the folder-layout dataset in `root` in index order, or None where
+    `root` holds no noisevision manifest (someone else's manifest.json, a shards dataset)."""
+    import json
+
+    from noisevision.data.layout import image_path, scan_images
+    from noisevision.data.manifest import FORMAT_TAG, MANIFEST, Manifest
+
+    path = root / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("format_tag") != FORMAT_TAG:
+        return None
+    m = Manifest.read(root)  # ours: a damaged field is one line
+    if m.layout != "folder":
+        return None
+    found, _ = scan_images(root, m.format)
+    missing = [i for i in range(m.start, m.stop) if i not in found]
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        raise UsageError(f"dataset {str(root)!r} is incomplete: {len(missing):,} of "
+                         f"{m.count:,} images are missing or damaged (indices {shown}); "
+                         "rerun the `noisevision generate` command that wrote it to finish it")
+    return [str(image_path(root, i, m.format)) for i in range(m.start, m.stop)]
 
 
 class FolderComponent:
