@@ -336,3 +336,27 @@ def test_manifest_records_the_cuda_batch_size_as_identity(tmp_path):
     (out / "manifest.json").write_text(json.dumps(data))
     assert Manifest.read(out).batch_size is None
     assert run_cli("verify", str(out), "--sample", "2") == 0
+
+
+def test_a_folder_dataset_grows_with_a_larger_n(tmp_path, capsys):
+    """image i is a pure function of (config, seed, i): `--n` larger than the dataset's count
+    keeps every image present (not rewritten) and writes the rest; fewer images, another
+    start or a shards dataset (whose samples name the dataset's count) are still refused."""
+    out, ref = tmp_path / "ds", tmp_path / "ref"
+    args = ["generate", GEN, "--resolution", RES, "--quiet", "--workers", "1"]
+    assert run_cli(*args, "--n", "6", "--out", str(out)) == 0
+    kept = {i: os.stat(image_path(out, i, "png")).st_mtime_ns for i in range(6)}
+    assert run_cli(*args, "--n", "14", "--out", str(out)) == 0
+    assert {i: os.stat(image_path(out, i, "png")).st_mtime_ns for i in range(6)} == kept
+    assert run_cli(*args, "--n", "14", "--out", str(ref)) == 0
+    assert all(image_path(out, i, "png").read_bytes() == image_path(ref, i, "png").read_bytes()
+               for i in range(14))
+    assert Manifest.read(out).count == 14 and existing_indices(out, "png") == set(range(14))
+    capsys.readouterr()
+    for extra in (["--n", "10"], ["--n", "20", "--start", "1"]):
+        assert run_cli(*args, *extra, "--out", str(out)) == 2
+        assert "already holds a different dataset" in capsys.readouterr().err
+    shards = ["--layout", "shards", "--shard-size", "4", "--out", str(tmp_path / "sh")]
+    assert run_cli(*args, "--n", "8", *shards) == 0
+    assert run_cli(*args, "--n", "12", *shards) == 2
+    assert "count: 8 -> 12" in capsys.readouterr().err

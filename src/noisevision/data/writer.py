@@ -154,6 +154,8 @@ def prepare_folder(out: Path, manifest: Manifest, overwrite: bool) -> bool:
     if out.is_dir() and (out / MANIFEST).exists():
         old = Manifest.read(out)
         diff = manifest.differences(old)
+        if diff == ["count"] and extends(old, manifest):
+            diff = []  # more images of the same dataset: the present ones stay, the rest follow
         if diff and not overwrite:
             shown = ", ".join(_difference(k, getattr(old, k), getattr(manifest, k))
                               for k in diff[:3])
@@ -173,6 +175,14 @@ def prepare_folder(out: Path, manifest: Manifest, overwrite: bool) -> bool:
         raise UsageError(f"output folder {out} cannot be created: {exc.strerror}") from None
     manifest.write(out)
     return fresh
+
+
+def extends(old: Manifest, new: Manifest) -> bool:
+    """Whether the folder dataset `new` is `old` with more images after them: image i depends
+    on (config, seed, i) alone, so the images present belong to both. Shards never grow: each
+    sample's JSON names its dataset by a hash of the manifest's identity, count included."""
+    return (new.layout == old.layout == "folder" and new.start == old.start
+            and new.count > old.count)
 
 
 def _rollback(out: Path, created_parents: list[Path]) -> None:
@@ -331,7 +341,8 @@ def _pinned(generator: Generator, dev: torch.device, out: Path,
         if old is not None:
             same = generator.pinned_as(old.config)
             manifest = manifest_of(same)
-            if not manifest.differences(old):
+            diff = manifest.differences(old)
+            if not diff or (diff == ["count"] and extends(old, manifest)):
                 return same, manifest
     pinned = generator.pinned(dev)
     return pinned, manifest_of(pinned)
