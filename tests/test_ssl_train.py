@@ -428,3 +428,26 @@ def test_a_generated_dataset_folder_gives_exactly_its_images(tmp_path, capsys):
     rc = cli_main(["pretrain", "--data", str(tmp_path / "parent"), "--out",
                    str(tmp_path / "run"), "--quiet"])
     assert rc == 2 and "is incomplete" in capsys.readouterr().err
+
+
+def test_a_step_that_cannot_fit_in_cpu_memory_is_one_line_before_anything(images, tmp_path,
+                                                                         monkeypatch, capsys):
+    """The kernel's OOM killer ends a CPU run without a word (MoCo's default batch of 256 at
+    224 px needs about 28 GiB): the activations are estimated first, the largest batch named."""
+    from noisevision import safety
+    from noisevision.ssl.encoders import build_encoder
+    from noisevision.ssl.train import _activation_bytes
+
+    per = _activation_bytes(build_encoder("small_alexnet", width=0.125, input_size=32), 32)
+    assert 0 < per < 2**20
+    free = int(1.3 * 2 * per * 5.5)  # room for 5 images a step (2 views each), not 16
+    monkeypatch.setattr(safety, "available_memory", lambda device=None: free)
+    out = tmp_path / "run"
+    rc = cli_main(["pretrain", "--data", str(images), "--out", str(out), "--crop", "32",
+                   "--width", "0.125", "--batch-size", "16", "--workers", "0", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert "a step of 16 images at 32 px needs about" in err and "(about 5 fits)" in err
+    assert not out.exists()
+    monkeypatch.undo()
+    pretrain(_cfg(images, out, epochs=1, batch_size=4))  # fits: trains
