@@ -248,3 +248,89 @@ def test_packaged_photo_task_is_deterministic():
     a = load_photo_crops(2, 1, seed=3, files=files)
     b = load_photo_crops(2, 1, seed=3, files=files)
     assert a.num_classes == len(files) and torch.equal(a.val.images, b.val.images)
+
+
+def _write_shard(path, samples):
+    """A WebDataset shard: samples are (key, {ext: bytes})."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tf:
+        for key, parts in samples:
+            for ext, data in parts.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+
+
+def _png(array):
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_labelled_webdataset_shards_are_a_task_like_its_image_folder(tmp_path):
+    """DIR/{train,val}/*.tar with <key>.png + <key>.cls (ImageNet-as-WebDataset's layout) is
+    read as the same task as the ImageFolder of the same images, by DataLoader workers too."""
+    rng = np.random.default_rng(2)
+    shards, folder = tmp_path / "wds", tmp_path / "folder"
+    names = ("cat", "dog", "eel")
+    for split, n in (("train", 12), ("val", 6)):
+        (shards / split).mkdir(parents=True)
+        samples = []
+        for i in range(n):
+            a = rng.integers(0, 256, (20 + i, 24, 3), np.uint8)
+            label = i % 3
+            samples.append((f"s{split}{i:04d}", {"png": _png(a), "cls": f"{label}\n".encode()}))
+            (folder / split / names[label]).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(a).save(folder / split / names[label] / f"{i:04d}.png")
+        _write_shard(shards / split / "a-000.tar", samples[:n // 2])
+        _write_shard(shards / split / "a-001.tar", samples[n // 2:])
+    (shards / "classes.txt").write_text("cat\ndog\neel\n")
+    task = load_tasks(shards)[0]
+    ref = load_image_folder(folder)
+    assert task.classes == names and (len(task.train), len(task.val)) == (12, 6)
+    for split in ("train", "val"):
+        x, y = extract_features(MeanColour(), getattr(task, split), num_workers=2)
+        xr, yr = extract_features(MeanColour(), getattr(ref, split))
+        order = np.lexsort((xr[:, 0].numpy(), yr.numpy()))  # the folder lists by class
+        mine = np.lexsort((x[:, 0].numpy(), y.numpy()))
+        assert torch.equal(y[mine], yr[order]) and torch.equal(x[mine], xr[order])
+    capped = load_image_folder(shards, max_per_split=6, seed=1)
+    assert torch.bincount(capped.train.labels).tolist() == [2, 2, 2]
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("truncated", "truncated or not a tar file"), ("no_label", "has no a .cls label"),
+    ("no_image", "has no an image"), ("bad_label", "has label 'x'"),
+    ("beyond_classes", "names 3 classes"), ("corrupt_image", "cannot read image 'bad'")])
+def test_damaged_labelled_shards_are_one_line(tmp_path, damage, needle):
+    rng = np.random.default_rng(3)
+
+    def sample(i, label=None):
+        return (f"k{i}", {"png": _png(rng.integers(0, 256, (8, 8, 3), np.uint8)),
+                          "cls": str(i % 3 if label is None else label).encode()})
+    for split in ("train", "val"):
+        (tmp_path / split).mkdir()
+        _write_shard(tmp_path / split / "p.tar", [sample(i) for i in range(6)])
+    (tmp_path / "classes.txt").write_text("a\nb\nc\n")
+    bad = tmp_path / "val" / "q.tar"
+    if damage == "truncated":
+        _write_shard(bad, [sample(7)])
+        bad.write_bytes(bad.read_bytes()[:700])
+    elif damage == "no_label":
+        _write_shard(bad, [("k9", {"png": sample(9)[1]["png"]})])
+    elif damage == "no_image":
+        _write_shard(bad, [("k9", {"cls": b"1", "txt": b"caption"})])
+    elif damage == "bad_label":
+        _write_shard(bad, [("k9", {**sample(9)[1], "cls": b"x"})])
+    elif damage == "beyond_classes":
+        _write_shard(bad, [sample(9, label=7)])
+    else:
+        _write_shard(bad, [("bad", {"png": b"\x89PNG not really", "cls": b"1"})])
+    with pytest.raises(UsageError, match=needle) as e:
+        task = load_tasks(tmp_path)[0]
+        extract_features(MeanColour(), task.val)
+    assert "\n" not in str(e.value)

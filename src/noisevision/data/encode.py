@@ -79,7 +79,13 @@ def as_rgb(im: Image.Image) -> np.ndarray:
     return np.repeat(grey.astype(np.uint8)[..., None], 3, axis=2)
 
 
-def _open(path, decode: bool):
+def decode_bytes(data: bytes, name: str) -> np.ndarray:
+    """Decode an encoded image held in memory (a tar member) as read_rgb does; errors name
+    `name` (say "shard X, sample K")."""
+    return _open(io.BytesIO(data), decode=True, name=name)[1]
+
+
+def _open(path, decode: bool, name: str | None = None):
     import warnings
 
     try:
@@ -93,13 +99,13 @@ def _open(path, decode: bool):
                         "(a decompression bomb?)")
                 arr = as_rgb(im) if decode else None
     except FileNotFoundError:
-        raise UsageError(f"missing image file {path}") from None
+        raise UsageError(f"missing image file {name or path}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise UsageError(f"refused image {path}: {' '.join(str(exc).split())}") from None
+        raise UsageError(f"refused image {name or path}: {' '.join(str(exc).split())}") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise UsageError(f"cannot read image {path}: corrupt or unreadable image ({reason}); "
-                         f"allowed: {ALLOWED_IMAGES}") from None
+        raise UsageError(f"cannot read image {name or path}: corrupt or unreadable image "
+                         f"({reason}); allowed: {ALLOWED_IMAGES}") from None
     return (w, h), arr
 
 

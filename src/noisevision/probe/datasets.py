@@ -147,6 +147,11 @@ def load_image_folder(root: str | Path, max_per_split: int | None = None,
         raise UsageError(f"{root} has no train/ and val/ subfolders "
                          "(allowed: an ImageFolder tree DIR/{train,val}/<class>/<image>)")
     splits = {s: _class_dirs(root / s) for s in ("train", "val")}
+    if not splits["train"]:
+        from noisevision.probe.shard_tasks import has_shards, load_shard_task
+
+        if has_shards(root / "train") and has_shards(root / "val"):
+            return load_shard_task(root, max_per_split, seed)
     tr, va = set(splits["train"]), set(splits["val"])
     if tr != va:
         only_t, only_v = sorted(tr - va), sorted(va - tr)
@@ -156,7 +161,8 @@ def load_image_folder(root: str | Path, max_per_split: int | None = None,
     classes = tuple(sorted(tr))
     if len(classes) < 2:
         raise UsageError(f"{root}: found {len(classes)} class folder(s) in train/ "
-                         "(allowed: at least 2 class subfolders)")
+                         "(allowed: at least 2 class subfolders, or WebDataset .tar shards "
+                         "with .cls labels in train/ and val/)")
     data = {}
     for s in ("train", "val"):
         paths, labels = [], []

@@ -1,0 +1,145 @@
+"""Labelled real images as WebDataset shards: a probe task `DIR/{train,val}/*.tar`.
+
+Large evaluation sets are often kept as tar shards rather than millions of files (ImageNet as
+WebDataset, timm's `*-wds` datasets): each sample is a group of tar members sharing a key,
+`<key>.jpg` (or png, webp, ...) and `<key>.cls` holding the class index as text. `DIR/classes.txt`
+(one name per line, line i = class i) names the classes; without it they are "0".."K-1".
+
+The shards are indexed once (member headers only, plus the small `.cls` members): each image is
+then read by seeking to its bytes, so the split is a map-style dataset that any number of
+DataLoader workers read in any order. A truncated shard (no end-of-archive blocks, or a member
+reaching past the end of the file), a sample without an image or a label, or a label that is not
+a class index is refused with one line naming the shard and the sample.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from noisevision.errors import UsageError
+
+IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "ppm", "bmp", "tif", "tiff")
+
+
+def has_shards(split_dir: Path) -> bool:
+    return split_dir.is_dir() and any(split_dir.glob("*.tar"))
+
+
+@dataclass(frozen=True)
+class Member:
+    """Where one sample's image bytes lie: the shard, the byte offset and length, its key."""
+
+    shard: str
+    offset: int
+    size: int
+    key: str
+
+
+class ShardImages(torch.utils.data.Dataset):
+    """Images of indexed shard members, decoded on access: (uint8 (3, H, W), label)."""
+
+    def __init__(self, members: list[Member], labels: list[int]) -> None:
+        self.members, self.labels = list(members), torch.tensor(labels, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from noisevision.data.encode import decode_bytes
+
+        m = self.members[i]
+        with open(m.shard, "rb") as fh:
+            fh.seek(m.offset)
+            data = fh.read(m.size)
+        if len(data) != m.size:
+            raise UsageError(f"shard {m.shard} ends inside sample {m.key!r}: truncated since "
+                             "it was indexed")
+        arr = decode_bytes(data, f"{m.key!r} in shard {m.shard}")
+        return torch.from_numpy(arr.copy()).permute(2, 0, 1), int(self.labels[i])
+
+
+def _split_key(name: str) -> tuple[str, str]:
+    """WebDataset's convention: the key is the path up to the first dot of the file name."""
+    folder, _, base = name.rpartition("/")
+    stem, dot, ext = base.partition(".")
+    return (f"{folder}/{stem}" if folder else stem), ext.lower() if dot else ""
+
+
+def index_split(split_dir: Path) -> tuple[list[Member], list[int]]:
+    """Every sample of the split's shards (sorted by shard name, tar order within one)."""
+    from noisevision.data.shards import tail_ok
+
+    members: list[Member] = []
+    labels: list[int] = []
+    for shard in sorted(split_dir.glob("*.tar")):
+        size = shard.stat().st_size
+        if not tail_ok(shard):
+            raise UsageError(f"shard {shard} is truncated or not a tar file (it lacks the "
+                             "end-of-archive blocks): copy it again")
+        try:
+            with tarfile.open(shard, "r:") as tf:
+                groups: dict[str, dict[str, tarfile.TarInfo]] = {}
+                for info in tf.getmembers():
+                    if not info.isfile():
+                        continue
+                    if info.offset_data + info.size > size:
+                        raise UsageError(f"shard {shard} ends inside member {info.name!r}: "
+                                         "truncated; copy it again")
+                    key, ext = _split_key(info.name)
+                    groups.setdefault(key, {})[ext] = info
+                for key, parts in groups.items():
+                    image = next((parts[e] for e in IMAGE_KEYS if e in parts), None)
+                    if image is None or "cls" not in parts:
+                        lacks = "an image" if image is None else "a .cls label"
+                        raise UsageError(f"sample {key!r} in shard {shard} has no {lacks} "
+                                         f"(found: {', '.join(sorted(parts)) or 'nothing'}; "
+                                         f"allowed images: {', '.join(IMAGE_KEYS)})")
+                    text = tf.extractfile(parts["cls"]).read().decode("utf-8", "replace")
+                    try:
+                        label = int(text.strip())
+                    except ValueError:
+                        label = -1
+                    if label < 0:
+                        raise UsageError(f"sample {key!r} in shard {shard} has label "
+                                         f"{text.strip()[:20]!r}: a .cls member holds a class "
+                                         "index, an integer >= 0")
+                    members.append(Member(str(shard), image.offset_data, image.size, key))
+                    labels.append(label)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise UsageError(f"shard {shard} cannot be read as a tar file "
+                             f"({' '.join(str(exc).split()) or type(exc).__name__})") from None
+    if not members:
+        raise UsageError(f"{split_dir} holds no samples in its .tar shards")
+    return members, labels
+
+
+def load_shard_task(root: Path, max_per_split: int | None = None, seed: int = 0):
+    """The probe task of `root/train/*.tar` and `root/val/*.tar` (labels from `.cls`)."""
+    from noisevision.probe.datasets import EvalTask, _subset
+
+    splits = {s: index_split(root / s) for s in ("train", "val")}
+    names_file = root / "classes.txt"
+    top = max(max(labels) for _, labels in splits.values())
+    if names_file.is_file():
+        classes = tuple(line.strip() for line in names_file.read_text().splitlines()
+                        if line.strip())
+        if top >= len(classes):
+            raise UsageError(f"{root}: a sample has label {top}, but {names_file} names "
+                             f"{len(classes)} classes (labels 0..{len(classes) - 1})")
+    else:
+        classes = tuple(str(i) for i in range(top + 1))
+    seen = set(splits["train"][1])
+    if len(seen) < 2:
+        raise UsageError(f"{root}/train holds {len(seen)} class(es) (allowed: at least 2)")
+    data = {}
+    for s, (members, labels) in splits.items():
+        pairs = _subset(list(zip(members, labels, strict=True)), max_per_split,
+                        seed + (s == "val"), f"{root / s}")
+        data[s] = ShardImages([m for m, _ in pairs], [la for _, la in pairs])
+    return EvalTask(root.name, data["train"], data["val"], classes,
+                    description=f"WebDataset shards {root}",
+                    info={"cap_per_split": max_per_split, "format": "shards"})
