@@ -216,3 +216,32 @@ def test_correlate_uses_each_propertys_measured_sources_and_refuses_bad_json(tmp
         (tmp_path / f"{name}.json").write_text(json.dumps(payload))
         with pytest.raises(UsageError, match=name):
             analysis.correlate([str(res)], str(tmp_path / f"{name}.json"))
+
+
+def test_a_first_n_of_a_larger_folder_and_foreign_shards_read_like_files(tmp_path):
+    """The first n images of a folder holding more (n not a multiple of the batch: this
+    crashed); real images kept as WebDataset shards give the same images as their files."""
+    import io
+    import tarfile
+
+    folder = _folder(tmp_path / "imgs", 11)
+    want = torch.cat(list(analysis.open_source(str(folder)).batches(11, batch=11)))
+    for workers in (1, 3):
+        src = analysis.open_source(str(folder), workers=workers)
+        assert torch.equal(torch.cat(list(src.batches(7, batch=3))), want[:7])
+    shards = tmp_path / "wds"
+    shards.mkdir()
+    for k, chunk in enumerate((range(0, 6), range(6, 11))):
+        with tarfile.open(shards / f"val-{k:04d}.tar", "w") as tf:
+            for i in chunk:
+                for ext, data in (("png", (folder / f"{i:03d}.png").read_bytes()),
+                                  ("json", b"{}")):
+                    info = tarfile.TarInfo(f"img{i:05d}.{ext}")
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+    src = analysis.open_source(str(shards), workers=2)
+    assert src.kind == "folder" and src.available == 11
+    assert torch.equal(torch.cat(list(src.batches(9, batch=4))), want[:9])
+    (shards / "val-0001.tar").write_bytes((shards / "val-0001.tar").read_bytes()[:3000])
+    with pytest.raises(UsageError, match="val-0001.tar is truncated"):
+        analysis.open_source(str(shards))

@@ -47,6 +47,7 @@ class ImageSource:
     _generator: Any = field(default=None, repr=False)
     _device: torch.device = field(default_factory=lambda: torch.device("cpu"), repr=False)
     _shards: Any = field(default=None, repr=False)  # a data.shards.ShardSet
+    _read: Callable[[Any], np.ndarray] | None = field(default=None, repr=False)  # not files
     workers: int = 1              # CPU processes rendering a generator, or threads decoding files
 
     def check_count(self, n: int, what: str) -> None:
@@ -76,10 +77,11 @@ class ImageSource:
             return
         shape = None
         gpu = self.identity.get("decoder") == "nvjpeg"
-        batches = (_gpu_decoded_batches(self._files[:n], batch, self.workers, self._device)
-                   if gpu else _decoded_batches(self._files[:n], batch, self.workers))
+        files = self._files[:n]
+        batches = (_gpu_decoded_batches(files, batch, self.workers, self._device)
+                   if gpu else _decoded_batches(files, batch, self.workers, self._read))
         for i, arrays in batches:
-            for f, a in zip(self._files[i:i + batch], arrays, strict=True):
+            for f, a in zip(files[i:i + batch], arrays, strict=True):
                 hw = tuple(a.shape[-2:]) if gpu else tuple(a.shape[:2])
                 if shape is None:
                     shape = hw
@@ -118,12 +120,14 @@ def _read_ahead(files: list[str], batch: int, workers: int,
             yield i, items
 
 
-def _decoded_batches(files: list[str], batch: int,
-                     workers: int) -> Iterator[tuple[int, list[np.ndarray]]]:
-    """(start, decoded (H, W, 3) arrays) per batch of `files`, decoded by `workers` threads."""
+def _decoded_batches(files: list, batch: int, workers: int,
+                     read: Callable[[Any], np.ndarray] | None = None
+                     ) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """(start, decoded (H, W, 3) arrays) per batch of `files` (or of shard members with their
+    `read`), decoded by `workers` threads."""
     from noisevision.data.encode import read_rgb
 
-    return _read_ahead(files, batch, workers, read_rgb)
+    return _read_ahead(files, batch, workers, read or read_rgb)
 
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -251,6 +255,8 @@ def open_source(spec: str, *, device: torch.device | str = "cpu",
     if path.is_dir():
         from noisevision.data.shards import is_shards_folder
 
+        if is_shards_folder(path) and not (path / "manifest.json").is_file():
+            return _foreign_shards(spec, path, device, workers)
         if is_shards_folder(path):
             from noisevision.data.shards import open_shards
 
@@ -291,6 +297,21 @@ def open_source(spec: str, *, device: torch.device | str = "cpu",
                            _device=dev, workers=workers)
     raise UsageError(f"source folder {spec!r} does not exist (allowed: a generator name, a "
                      f"folder of images or {PHOTOS!r})")
+
+
+def _foreign_shards(spec: str, path: Path, device: torch.device | str,
+                    workers: int) -> ImageSource:
+    """A folder of WebDataset shards that `generate` did not write (real images kept as
+    shards, e.g. a FID reference set): every sample's image, in shard-name then tar order."""
+    from noisevision.probe.shard_tasks import index_split, read_member
+
+    members, _ = index_split(path, labels_needed=False)
+    stats = [(p.name, p.stat().st_size, int(p.stat().st_mtime))
+             for p in sorted(path.glob("*.tar"))]
+    ident = {"kind": "folder", "format": "shards", "path": str(path.resolve()),
+             "files": _digest(stats)}
+    return ImageSource(spec, "folder", ident, len(members), None, members,
+                       _device=torch.device(device), workers=workers, _read=read_member)
 
 
 def _decoder(files: list[str], device: torch.device | str) -> dict[str, str]:

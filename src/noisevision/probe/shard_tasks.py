@@ -38,6 +38,22 @@ class Member:
     size: int
     key: str
 
+    def __str__(self) -> str:
+        return f"{self.key!r} in shard {self.shard}"
+
+
+def read_member(m: Member):
+    """The sample's image as (H, W, 3) uint8 (read_rgb's decoding and one-line errors)."""
+    from noisevision.data.encode import decode_bytes
+
+    with open(m.shard, "rb") as fh:
+        fh.seek(m.offset)
+        data = fh.read(m.size)
+    if len(data) != m.size:
+        raise UsageError(f"shard {m.shard} ends inside sample {m.key!r}: truncated since it "
+                         "was indexed")
+    return decode_bytes(data, str(m))
+
 
 class ShardImages(torch.utils.data.Dataset):
     """Images of indexed shard members, decoded on access: (uint8 (3, H, W), label)."""
@@ -49,16 +65,7 @@ class ShardImages(torch.utils.data.Dataset):
         return len(self.members)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from noisevision.data.encode import decode_bytes
-
-        m = self.members[i]
-        with open(m.shard, "rb") as fh:
-            fh.seek(m.offset)
-            data = fh.read(m.size)
-        if len(data) != m.size:
-            raise UsageError(f"shard {m.shard} ends inside sample {m.key!r}: truncated since "
-                             "it was indexed")
-        arr = decode_bytes(data, f"{m.key!r} in shard {m.shard}")
+        arr = read_member(self.members[i])
         return torch.from_numpy(arr.copy()).permute(2, 0, 1), int(self.labels[i])
 
 
@@ -69,8 +76,9 @@ def _split_key(name: str) -> tuple[str, str]:
     return (f"{folder}/{stem}" if folder else stem), ext.lower() if dot else ""
 
 
-def index_split(split_dir: Path) -> tuple[list[Member], list[int]]:
-    """Every sample of the split's shards (sorted by shard name, tar order within one)."""
+def index_split(split_dir: Path, labels_needed: bool = True) -> tuple[list[Member], list[int]]:
+    """Every sample of the folder's shards (sorted by shard name, tar order within one) and its
+    label (-1 for all where `labels_needed` is False: images only, e.g. analyze's sources)."""
     from noisevision.data.shards import tail_ok
 
     members: list[Member] = []
@@ -93,11 +101,15 @@ def index_split(split_dir: Path) -> tuple[list[Member], list[int]]:
                     groups.setdefault(key, {})[ext] = info
                 for key, parts in groups.items():
                     image = next((parts[e] for e in IMAGE_KEYS if e in parts), None)
-                    if image is None or "cls" not in parts:
+                    if image is None or (labels_needed and "cls" not in parts):
                         lacks = "an image" if image is None else "a .cls label"
                         raise UsageError(f"sample {key!r} in shard {shard} has no {lacks} "
                                          f"(found: {', '.join(sorted(parts)) or 'nothing'}; "
                                          f"allowed images: {', '.join(IMAGE_KEYS)})")
+                    if not labels_needed:
+                        members.append(Member(str(shard), image.offset_data, image.size, key))
+                        labels.append(-1)
+                        continue
                     text = tf.extractfile(parts["cls"]).read().decode("utf-8", "replace")
                     try:
                         label = int(text.strip())
