@@ -670,7 +670,8 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
              f"{info['steps']} steps  seed {args.seed}"
              + ("  pre-ReLU" if info["pre_relu"] else ""))
     save_sheet(contact_sheet(images, labels, title=title, ncols=ncols), out)
-    print(f"wrote {out} ({len(images)} units of {', '.join(layers)})")
+    units = f"{len(images)} unit{'s' if len(images) != 1 else ''}"
+    print(f"wrote {out} ({units} of {', '.join(layers)})")
     return 0
 
 
