@@ -436,7 +436,7 @@ def test_a_step_that_cannot_fit_in_cpu_memory_is_one_line_before_anything(images
     224 px needs about 28 GiB): the activations are estimated first, the largest batch named."""
     from noisevision import safety
     from noisevision.ssl.encoders import build_encoder
-    from noisevision.ssl.train import _activation_bytes
+    from noisevision.ssl.guards import _activation_bytes
 
     per = _activation_bytes(build_encoder("small_alexnet", width=0.125, input_size=32), 32)
     assert 0 < per < 2**20

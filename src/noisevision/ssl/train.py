@@ -26,7 +26,6 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,7 @@ from noisevision.ssl import ddp
 from noisevision.ssl.augment import TwoViewAugment, moco_augment, small_augment
 from noisevision.ssl.checkpoint import BackgroundSaver, load_checkpoint, save_checkpoint, snapshot
 from noisevision.ssl.encoders import build_encoder, encoder_payload, write_encoder
+from noisevision.ssl.guards import StopSignals, check_step_memory
 from noisevision.ssl.losses import align_uniform_loss
 from noisevision.ssl.mixing import MIX_MODES, SHADERS21K_COUNT, mix_batch, step_seed
 from noisevision.ssl.moco import MoCo
@@ -388,27 +388,6 @@ def _trim_log(path: Path, done: int) -> None:
     write_atomic(path, "".join(k + "\n" for k in keep).encode())
 
 
-def _activation_bytes(backbone: nn.Module, side: int) -> int:
-    """Bytes of the conv, batch-norm and linear outputs of one image of `side` px."""
-    total = [0]
-
-    def hook(module, inputs, output) -> None:
-        if isinstance(output, torch.Tensor):
-            total[0] += output.numel() * 4  # float32 on the CPU
-    kinds = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
-    hooks = [m.register_forward_hook(hook) for m in backbone.modules() if isinstance(m, kinds)]
-    training = backbone.training
-    try:
-        backbone.eval()
-        with torch.no_grad():
-            backbone(torch.zeros(2, 3, side, side, device=next(backbone.parameters()).device))
-    finally:
-        backbone.train(training)
-        for h in hooks:
-            h.remove()
-    return total[0] // 2
-
-
 def _check_cache_memory(source: DataSource, cfg: PretrainConfig, dev: torch.device,
                         world: int) -> None:
     """A cached index set that cannot fit in memory is refused before anything starts."""
@@ -493,38 +472,6 @@ def pretrain(config: PretrainConfig, *, resume: bool = False,
         ddp.shutdown_distributed()
 
 
-class StopSignals:
-    """SIGTERM and SIGUSR1 while training: finish the step, save a checkpoint, stop (Stopped).
-
-    Schedulers warn before they preempt: SLURM sends SIGTERM and kills KillWait (30 s) later,
-    or SIGUSR1 ahead of time with `--signal=USR1@60`; torchrun passes SIGTERM to its workers.
-    The flag is read at the next log step (every --log-every steps), where the ranks agree on it
-    by an all-reduce they already make there, so every rank stops after the same step. Handlers
-    are installed from the main thread only (elsewhere the signals keep their actions)."""
-
-    NAMES = ("SIGTERM", "SIGUSR1")
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._old: dict = {}
-
-    def install(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for name in self.NAMES:
-                if hasattr(signal, name):
-                    sig = getattr(signal, name)
-                    self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame) -> None:
-        self.received = self.received or signum
-
-    def restore(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-
-
 def save_payloads(model: nn.Module, optimizer: torch.optim.Optimizer, backbone: nn.Module,
                   arch: str, meta: dict, position: dict) -> tuple[dict, dict]:
     """(checkpoint.pt's state, encoder.pt's payload) at this step, copied to host memory once:
@@ -591,28 +538,7 @@ class _Trainer:
                         else moco_augment(cfg.crop))
         self.augment = TwoViewAugment(self.aug_cfg, cfg.seed)
         self._build_model(state)
-        self._check_step_memory()
-
-    def _check_step_memory(self) -> None:
-        """CPU: a step whose activations cannot fit in memory is refused before anything is
-        rendered or written (the kernel's OOM killer would end the run without a word; on a
-        GPU an out-of-memory error is one line already). Estimate: the conv, batch-norm and
-        linear outputs of one image (hooks on a 2-image forward) x the views a step trains (2
-        for the small recipe; MoCo's key branch keeps no graph) x the local batch x 1.3 (a
-        CPU step measured 1.3x the estimate for ResNet-50 at 224 px, 2.3x for SmallAlexNet)."""
-        if self.dev.type != "cpu":
-            return
-        from noisevision import safety
-
-        cfg = self.cfg
-        per = _activation_bytes(self.backbone, cfg.crop) * (2 if cfg.recipe == "small" else 1)
-        need, free = 1.3 * per * self.local_batch, safety.available_memory(self.dev)
-        if free is not None and need > free:
-            raise UsageError(
-                f"a step of {self.local_batch:,} images at {cfg.crop} px needs about "
-                f"{need / 2**30:.1f} GiB for its activations, more than the {free / 2**30:.1f} "
-                f"GiB free on this cpu: lower --batch-size (about {int(free / (1.3 * per)):,} "
-                "fits) or --crop")
+        check_step_memory(self.backbone, self.cfg, self.local_batch, self.dev)
 
     def _build_model(self, state: dict | None) -> None:
         cfg, dev = self.cfg, self.dev
