@@ -451,3 +451,33 @@ def test_a_step_that_cannot_fit_in_cpu_memory_is_one_line_before_anything(images
     assert not out.exists()
     monkeypatch.undo()
     pretrain(_cfg(images, out, epochs=1, batch_size=4))  # fits: trains
+
+
+def test_real_images_kept_as_webdataset_shards_train_like_their_folder(images, tmp_path):
+    """Shards that noisevision did not write (no manifest; ImageNet as WebDataset, say) are a
+    folder source whose samples are read by seeking: the same images in the same order as the
+    folder train bit-identically, under loader workers too."""
+    import io
+    import tarfile
+
+    from noisevision.ssl.sources import folder_items, source_image_side
+    from noisevision.study.families import _folder_images, check_family
+
+    files = sorted(images.iterdir())
+    shards = tmp_path / "wds"
+    shards.mkdir()
+    for k in range(3):
+        with tarfile.open(shards / f"train-{k:03d}.tar", "w") as tf:
+            for f in files[16 * k:16 * (k + 1)]:
+                for ext, data in (("png", f.read_bytes()), ("cls", b"0")):
+                    info = tarfile.TarInfo(f"{f.stem}.{ext}")
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+    assert len(folder_items(str(shards))) == 48 and source_image_side(str(shards)) == 32
+    a = pretrain(_cfg(images, tmp_path / "a", epochs=1, workers=2))
+    b = pretrain(_cfg(shards, tmp_path / "b", epochs=1, workers=2))
+    wa = torch.load(a / "encoder.pt", weights_only=True)["state_dict"]
+    wb = torch.load(b / "encoder.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    check_family(str(shards))  # a study family too
+    assert torch.equal(_folder_images(str(shards), 4, 16), _folder_images(str(images), 4, 16))

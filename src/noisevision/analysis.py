@@ -254,8 +254,9 @@ def open_source(spec: str, *, device: torch.device | str = "cpu",
     path = Path(spec)
     if path.is_dir():
         from noisevision.data.shards import is_shards_folder
+        from noisevision.ssl.sources import is_foreign_shards
 
-        if is_shards_folder(path) and not (path / "manifest.json").is_file():
+        if is_foreign_shards(str(path)):
             return _foreign_shards(spec, path, device, workers)
         if is_shards_folder(path):
             from noisevision.data.shards import open_shards

@@ -168,11 +168,8 @@ class _FolderDataset(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
-        from noisevision.data.encode import read_rgb
-
-        path = self.files[i]
         try:
-            arr = read_rgb(path)
+            arr = read_item(self.files[i])
             if arr.shape[:2] != (self.size, self.size):
                 im = Image.fromarray(arr).resize((self.size, self.size), Image.BILINEAR)
                 arr = np.asarray(im, dtype=np.uint8)
@@ -252,15 +249,18 @@ class FolderComponent:
 
     def __init__(self, path: str, *, image_size: int, workers: int = 4) -> None:
         self.path, self.image_size, self.workers = path, image_size, workers
-        self.files = scan_folder(path)
-        from noisevision.data.encode import image_size
+        self.shards = is_foreign_shards(path)  # real images as WebDataset shards: samples
+        self.files = folder_items(path)        # read by seeking (probe.shard_tasks)
+        if not self.shards:
+            from noisevision.data.encode import image_size
 
-        for f in self.files:  # header check of every file: cheap, catches most corrupt files
-            image_size(f)     # and refuses decompression bombs before any worker decodes one
+            for f in self.files:  # header check of every file: cheap, catches most corrupt
+                image_size(f)     # files and refuses decompression bombs before any decoding
         self.images = len(self.files)
 
     def describe(self) -> dict:
-        return {"kind": "folder", "path": str(Path(self.path).resolve()), "images": self.images}
+        return {"kind": "folder", "path": str(Path(self.path).resolve()), "images": self.images,
+                **({"format": "shards"} if self.shards else {})}
 
     def prepare(self, images: int, device: torch.device, rank: int, world: int,
                 progress: bool) -> None:
@@ -336,9 +336,58 @@ class ShardsComponent:
 
 
 def is_shards_source(source: str) -> bool:
+    """A shards dataset that `generate --layout shards` wrote (its manifest missing: refused
+    by open_shards with one line)."""
     from noisevision.data.shards import is_shards_folder
 
-    return is_shards_folder(source)
+    return is_shards_folder(source) and not is_foreign_shards(source)
+
+
+def folder_items(source: str) -> list:
+    """The images of a folder source, in order: files (scan_folder), or for WebDataset shards
+    that noisevision did not write, their samples (probe.shard_tasks.Member); `read_item`
+    decodes either."""
+    if is_foreign_shards(source):
+        from noisevision.probe.shard_tasks import index_split
+
+        return index_split(Path(source), labels_needed=False)[0]
+    return scan_folder(source)
+
+
+def read_item(item) -> np.ndarray:
+    """(H, W, 3) uint8 of a `folder_items` entry (one-line UsageError naming a bad one)."""
+    from noisevision.data.encode import read_rgb
+    from noisevision.probe.shard_tasks import Member, read_member
+
+    return read_member(item) if isinstance(item, Member) else read_rgb(item)
+
+
+def is_foreign_shards(source: str) -> bool:
+    """WebDataset shards that noisevision did not write (real images, say): no manifest, and
+    their first sample's JSON is not one of generate's (a dataset that lost its manifest)."""
+    from noisevision.data.shards import is_shards_folder
+
+    root = Path(source)
+    return (is_shards_folder(source) and not (root / "manifest.json").exists()
+            and not _generated_samples(root))
+
+
+def _generated_samples(root: Path) -> bool:
+    """Whether the first shard's first JSON member is a sample record of `generate`."""
+    import json
+    import tarfile
+
+    tars = sorted(root.glob("*.tar"))
+    try:
+        with tarfile.open(tars[0], "r:") as tf:
+            for _, info in zip(range(8), tf, strict=False):
+                if info.isfile() and info.name.endswith(".json"):
+                    record = json.loads(tf.extractfile(info).read())
+                    return isinstance(record, dict) and {"generator", "config_hash",
+                                                         "dataset", "index"} <= set(record)
+    except (IndexError, OSError, tarfile.TarError, ValueError, UnicodeDecodeError):
+        return False
+    return False
 
 
 def source_image_side(source: str) -> int:
@@ -350,6 +399,8 @@ def source_image_side(source: str) -> int:
         from noisevision.data.shards import open_shards
 
         return open_shards(source).manifest.resolution
+    if is_foreign_shards(source):
+        return int(min(read_item(folder_items(source)[0]).shape[:2]))
     return int(min(image_size(scan_folder(source)[0])))
 
 

@@ -68,13 +68,13 @@ def check_family(family: str) -> None:
     """UsageError (close names suggested) for an unknown generator, a bad weight, or a folder
     without images; nothing is rendered."""
     from noisevision.generators.base import GENERATORS, list_generators
-    from noisevision.ssl.sources import parse_data_spec, scan_folder
+    from noisevision.ssl.sources import folder_items, parse_data_spec
 
     if not family:
         raise UsageError("empty family in --families (give generator names, a+b mixtures or "
                          "image folders, separated by commas)")
     if is_folder_family(family):
-        scan_folder(family)  # missing folder or no images: one line
+        folder_items(family)  # missing folder, no images, damaged shards: one line
         return
     names = list_generators()
     for m in family_members(family) or [family]:
@@ -156,10 +156,9 @@ def family_images(family: str, n: int, side: int, seed: int,
 
 
 def _folder_images(folder: str, n: int, side: int) -> torch.Tensor:
-    from noisevision.ssl.sources import scan_folder
+    from noisevision.ssl.sources import folder_items
 
-    files = scan_folder(folder)[:n]
-    return torch.stack([square(f, side) for f in files])
+    return torch.stack([square(f, side) for f in folder_items(folder)[:n]])
 
 
 def square(path_or_array, side: int) -> torch.Tensor:
@@ -171,9 +170,9 @@ def square(path_or_array, side: int) -> torch.Tensor:
     if isinstance(path_or_array, torch.Tensor):
         a = path_or_array.permute(1, 2, 0).numpy()
     else:
-        from noisevision.data.encode import read_rgb
+        from noisevision.ssl.sources import read_item
 
-        a = read_rgb(path_or_array)
+        a = read_item(path_or_array)
     h, w = a.shape[:2]
     s = min(h, w)
     a = a[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
