@@ -360,3 +360,30 @@ def test_a_folder_dataset_grows_with_a_larger_n(tmp_path, capsys):
     assert run_cli(*args, "--n", "8", *shards) == 0
     assert run_cli(*args, "--n", "12", *shards) == 2
     assert "count: 8 -> 12" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_disk_too_small_for_the_rest_stops_early_and_resumes(tmp_path, monkeypatch, capsys,
+                                                               workers):
+    """Once 32 images are written, their mean size times the images left is checked against
+    the free space: a run that cannot finish stops then (not hours later, when the disk is
+    full), naming what it needs; the images written stay and a rerun completes the dataset."""
+    import shutil
+    from collections import namedtuple
+
+    out = tmp_path / "ds"
+    real = shutil.disk_usage
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 20_000, 20_000))
+    args = ["generate", "stat_spectrum", "--n", "200", "--resolution", RES, "--out", str(out),
+            "--quiet", "--workers", workers]
+    assert run_cli(*args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "fills before the end: the " in err
+    assert "are free; the images written stay" in err
+    written = existing_indices(out, "png")
+    assert 32 <= len(written) < 200
+    monkeypatch.setattr(shutil, "disk_usage", real)
+    assert run_cli(*args) == 0
+    assert existing_indices(out, "png") == set(range(200))
+    assert verify_dataset(out, sample=8).ok

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from noisevision.argtypes import MAX_INDEX
 from noisevision.data.encode import FORMATS, JPEG_SUBSAMPLING, encode, to_uint8, write_atomic
 from noisevision.data.layout import (
+    chunk_dirs,
     image_path,
     is_dataset_entry,
     remove_stale_temporaries,
@@ -310,7 +311,7 @@ def write_dataset(generator: Generator, out: str | Path, n: int, *, seed: int = 
         bar = tqdm(total=hi - lo, initial=skipped, unit="img", disable=not progress,
                    desc=generator.name, smoothing=0.05, dynamic_ncols=True)
         batches = _todo_batches(lo, hi, done, bs)
-        counter = _Counter(bar)
+        counter = _Counter(bar, out, fmt, (hi - lo) - skipped)
         try:
             if dev.type == "cpu" and nworkers > 1 and (hi - lo) - skipped > bs:
                 _write_processes(generator, job, batches, nworkers, counter)
@@ -426,14 +427,52 @@ def _difference(field: str, old: Any, new: Any) -> str:
 
 
 class _Counter:
-    """Images written so far (and the progress bar)."""
+    """Images written so far (and the progress bar); once `SPACE_SAMPLE` are written, the
+    free space is checked against what the rest will take (`_check_space`)."""
 
-    def __init__(self, bar: tqdm) -> None:
+    SPACE_SAMPLE = 32
+
+    def __init__(self, bar: tqdm, out: Path | None = None, fmt: str = "png",
+                 todo: int = 0) -> None:
         self.bar, self.n = bar, 0
+        self.out, self.fmt, self.todo, self.checked = out, fmt, todo, out is None
 
     def add(self, k: int) -> None:
         self.n += k
         self.bar.update(k)
+        if not self.checked and self.n >= min(self.SPACE_SAMPLE, self.todo):
+            self.checked = True
+            _check_space(self.out, self.fmt, self.todo - self.n)
+
+
+def _check_space(out: Path, fmt: str, remaining: int) -> None:
+    """Stop now, not hours later, when the images still to write will not fit on the disk: the
+    mean size of the dataset's images so far times the remaining count against the free
+    space. What is written stays (a rerun resumes), and the message says how much is needed."""
+    import shutil
+
+    sizes = []
+    for chunk in chunk_dirs(out):
+        with os.scandir(chunk) as it:
+            sizes += [e.stat(follow_symlinks=False).st_size for e in it
+                      if e.name.endswith(f".{fmt}") and not e.name.startswith(".")]
+    if remaining <= 0 or not sizes:
+        return
+    mean = sum(sizes) / len(sizes)
+    need, free = remaining * mean, shutil.disk_usage(out).free
+    if need > free:
+        raise UsageError(f"the disk at {out} fills before the end: the {remaining:,} images "
+                         f"still to write need about {_size(need)} ({_size(mean)} each so far) "
+                         f"and {_size(free)} are free; the images written stay: free some "
+                         "space (or write JPEG: --format jpg) and rerun the same command to "
+                         "resume")
+
+
+def _size(nbytes: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes / 1024:.1f} KiB"
 
 
 @dataclass(frozen=True)
