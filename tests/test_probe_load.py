@@ -95,3 +95,17 @@ def test_non_finite_features_are_one_line():
     with torch.no_grad():
         model.state_dict()["blocks.0.0.weight"].view(-1)[0] = float("nan")
     check_unchanged(weights_snapshot(model), model)  # NaN stays NaN: unchanged
+
+
+def test_a_batch_too_large_to_encode_on_a_cpu_is_one_line(monkeypatch):
+    from noisevision import safety
+    from noisevision.probe.features import extract_features
+
+    model = random_init_encoder("small_alexnet", SMALL)
+    images = torch.utils.data.TensorDataset(torch.rand(12, 3, 32, 32), torch.zeros(12))
+    x, _ = extract_features(model, images, transform=lambda t: t, batch_size=12)
+    assert x.shape[0] == 12
+    monkeypatch.setattr(safety, "available_memory", lambda device=None: 2**20)
+    with pytest.raises(UsageError, match=r"a batch of 12 images at 32 px needs about .* "
+                                         r"lower --batch-size \(about \d+ fits\)"):
+        extract_features(model, images, transform=lambda t: t, batch_size=12)
