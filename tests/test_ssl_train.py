@@ -481,3 +481,46 @@ def test_real_images_kept_as_webdataset_shards_train_like_their_folder(images, t
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     check_family(str(shards))  # a study family too
     assert torch.equal(_folder_images(str(shards), 4, 16), _folder_images(str(images), 4, 16))
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_every_rank_at_one_step_and_resume_is_exact(images,
+                                                                               tmp_path):
+    """torchrun passes SIGTERM to its 2 workers (gloo): both stop after the same step (they
+    agree at a log step), rank 0's checkpoint is that step's, and a torchrun --resume ends with
+    the weights of an uninterrupted run."""
+    import signal
+
+    def cmd(run, *extra):
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--standalone", "-m", "noisevision.cli", "pretrain", "--data", str(images),
+                "--out", str(run), "--crop", "32", "--width", "0.125", "--epochs", "40",
+                "--batch-size", "16", "--lr", "0.01", "--workers", "0", "--quiet", "--device",
+                "cpu", "--log-every", "1", *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert subprocess.run(cmd(ref), capture_output=True, env=env, timeout=600).returncode == 0
+    proc = subprocess.Popen(cmd(run), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=env, text=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not ((run / "log.jsonl").exists() and len(
+                (run / "log.jsonl").read_text().splitlines()) >= 4):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=300)[1]
+    finally:
+        proc.kill()
+    stopped = _log(run)[-1]
+    assert "stopped" in stopped, err[-2000:]
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["step"]) == (stopped["epoch"], stopped["step"])
+    assert 0 < stopped["global_step"] < 120  # 40 epochs of 3 steps: stopped on the way
+    done = subprocess.run(cmd(run, "--resume"), capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    final = _log(run)[-1]
+    assert final["finished"] and final["global_step"] == 120
+    a = torch.load(ref / "encoder.pt", weights_only=True)["state_dict"]
+    b = torch.load(run / "encoder.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
