@@ -491,6 +491,8 @@ def _bad_invocations(d: Path) -> list[list[str]]:
         [*pre, f"{d}/imgs", "--pre-resize", str(2**46)], [*pre, f"{d}/imgs", "--momentum", "1"],
         [*pre, f"{d}/imgs", "--recipe", "moco", "--moco-queue", "2", "--batch-size", "4"],
         [*pre, f"{d}/imgs", "--recipe", "moco", "--moco-momentum", "1.5"],
+        [*pre, f"{d}/imgs", "--recipe", "moco", "--moco-queue", "2000000000", "--batch-size",
+         "4"], [*pre, f"{d}/imgs", "--recipe", "moco", "--moco-dim", str(2**46)],
         ["pretrain", "--out", f"{d}/afile", "--data", f"{d}/imgs"],
         ["pretrain", "--out", f"{d}/folder", "--data", f"{d}/imgs"],
         ["pretrain", "--out", f"{d}/run", "--resume"],
@@ -645,3 +647,36 @@ def test_console_errors_are_one_line_with_exit_2(tmp_path):
         assert p.returncode == 2, p.stderr
         assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
     assert sorted(os.listdir(tmp_path)) == ["afile"]
+
+
+def test_an_allocator_failure_anywhere_is_one_line(capsys, monkeypatch):
+    """torch's CPU allocator says "can't allocate memory" (not "out of memory"): one line with
+    the size it tried, exit 2; other RuntimeErrors (bugs) keep their traceback."""
+    import argparse
+
+    from noisevision import cli
+
+    def fail(message):
+        def handler(args: argparse.Namespace) -> int:
+            raise RuntimeError(message)
+        return handler
+    real = cli.build_parser
+
+    def parser_with(handler):
+        def build():
+            parser = real()
+            parser.set_defaults(handler=handler)
+            for action in parser._subparsers._group_actions:
+                for sub in action.choices.values():
+                    sub.set_defaults(handler=handler)
+            return parser
+        return build
+    monkeypatch.setattr(cli, "build_parser", parser_with(fail(
+        "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+        "memory: you tried to allocate 819200000000 bytes. Error code 12")))
+    assert cli.main(["list"]) == 2
+    assert "out of memory (tried to allocate 762.9 GiB)" in one_line_error(
+        capsys.readouterr().err)
+    monkeypatch.setattr(cli, "build_parser", parser_with(fail("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli.main(["list"])

@@ -112,10 +112,29 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         return _fail(f"{exc.strerror or exc}{where}")
     except RuntimeError as exc:
-        if "out of memory" in str(exc).lower():
+        text = str(exc).lower()
+        if "out of memory" in text and "cuda" in text:
             return _fail("out of memory on the device: lower --batch-size, --images or "
                          "--resolution")
+        if "out of memory" in text or "can't allocate memory" in text:  # torch's allocators
+            return _fail(f"out of memory ({_allocation(str(exc))}): lower the sizes this "
+                         "command was given (--batch-size, --n, --images, --resolution, ...)")
         raise
+
+
+def _allocation(message: str) -> str:
+    """'tried to allocate 1.2 TiB' from an allocator's message, else 'an allocation failed'."""
+    import re
+
+    m = re.search(r"allocate (\d+) bytes", message)
+    if not m:
+        return "an allocation failed"
+    n = float(m.group(1))
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"tried to allocate {n:.1f} {unit}"
+        n /= 1024
+    return "an allocation failed"
 
 
 def _fail(message: str) -> int:

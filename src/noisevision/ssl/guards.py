@@ -84,3 +84,15 @@ def check_step_memory(backbone: nn.Module, cfg, local_batch: int, device: torch.
             f"{need / 2**30:.1f} GiB for its activations, more than the {free / 2**30:.1f} "
             f"GiB free on this cpu: lower --batch-size (about {int(free / (1.3 * per)):,} "
             "fits) or --crop")
+
+
+def check_moco_buffers(cfg, device: torch.device) -> None:
+    """MoCo's queue (--moco-queue keys of --moco-dim floats) and its projection heads must fit
+    in half the free memory before the model is built (an allocator error otherwise)."""
+    if cfg.recipe != "moco":
+        return
+    from noisevision.safety import check_fits
+
+    nbytes = 4 * cfg.moco_dim * (cfg.moco_queue + 2 * 2048)  # queue + the two heads' last layer
+    check_fits(nbytes, f"MoCo's queue of {cfg.moco_queue:,} keys of {cfg.moco_dim:,} dims",
+               "lower --moco-queue or --moco-dim", device)

@@ -45,7 +45,7 @@ from noisevision.ssl import ddp
 from noisevision.ssl.augment import TwoViewAugment, moco_augment, small_augment
 from noisevision.ssl.checkpoint import BackgroundSaver, load_checkpoint, save_checkpoint, snapshot
 from noisevision.ssl.encoders import build_encoder, encoder_payload, write_encoder
-from noisevision.ssl.guards import StopSignals, check_step_memory
+from noisevision.ssl.guards import StopSignals, check_moco_buffers, check_step_memory
 from noisevision.ssl.losses import align_uniform_loss
 from noisevision.ssl.mixing import MIX_MODES, SHADERS21K_COUNT, mix_batch, step_seed
 from noisevision.ssl.moco import MoCo
@@ -542,6 +542,7 @@ class _Trainer:
 
     def _build_model(self, state: dict | None) -> None:
         cfg, dev = self.cfg, self.dev
+        check_moco_buffers(cfg, dev)
         model = build_model(cfg).to(dev)
         self.use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto"
                                                     and dev.type == "cuda")
