@@ -303,8 +303,8 @@ def test_labelled_webdataset_shards_are_a_task_like_its_image_folder(tmp_path):
 
 
 @pytest.mark.parametrize("damage, needle", [
-    ("truncated", "truncated or not a tar file"), ("no_label", "has no a .cls label"),
-    ("no_image", "has no an image"), ("bad_label", "has label 'x'"),
+    ("truncated", "truncated or not a tar file"), ("no_label", "has no .cls label"),
+    ("no_image", "has no image"), ("bad_label", "has label 'x'"),
     ("beyond_classes", "names 3 classes"), ("corrupt_image", "cannot read image 'bad'")])
 def test_damaged_labelled_shards_are_one_line(tmp_path, damage, needle):
     rng = np.random.default_rng(3)

@@ -102,7 +102,7 @@ def index_split(split_dir: Path, labels_needed: bool = True) -> tuple[list[Membe
                 for key, parts in groups.items():
                     image = next((parts[e] for e in IMAGE_KEYS if e in parts), None)
                     if image is None or (labels_needed and "cls" not in parts):
-                        lacks = "an image" if image is None else "a .cls label"
+                        lacks = "image" if image is None else ".cls label"
                         raise UsageError(f"sample {key!r} in shard {shard} has no {lacks} "
                                          f"(found: {', '.join(sorted(parts)) or 'nothing'}; "
                                          f"allowed images: {', '.join(IMAGE_KEYS)})")
