@@ -491,6 +491,7 @@ def _bad_invocations(d: Path) -> list[list[str]]:
         [*pre, f"{d}/imgs", "--pre-resize", str(2**46)], [*pre, f"{d}/imgs", "--momentum", "1"],
         [*pre, f"{d}/imgs", "--recipe", "moco", "--moco-queue", "2", "--batch-size", "4"],
         [*pre, f"{d}/imgs", "--recipe", "moco", "--moco-momentum", "1.5"],
+        [*pre, f"{d}/imgs", "--mix", "cutmix", "--mix-count", "9", "--batch-size", "8"],
         [*pre, f"{d}/imgs", "--recipe", "moco", "--moco-queue", "2000000000", "--batch-size",
          "4"], [*pre, f"{d}/imgs", "--recipe", "moco", "--moco-dim", str(2**46)],
         ["pretrain", "--out", f"{d}/afile", "--data", f"{d}/imgs"],

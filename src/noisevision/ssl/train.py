@@ -514,6 +514,10 @@ class _Trainer:
               f"multiple of the number of processes ({info.world_size})")
         check(cfg.recipe == "moco" or cfg.batch_size // info.world_size >= 2,
               "batch_size per process must be >= 2 for the uniformity loss")
+        check(cfg.mix == "none" or cfg.mix_count <= cfg.batch_size // info.world_size,
+              f"--mix-count {cfg.mix_count} is more than the {cfg.batch_size // info.world_size}"
+              " images of a process's batch that an image mixes with (allowed: --mix-count <= "
+              "--batch-size / processes)")
         self.dev, self.local_batch = info.device, cfg.batch_size // info.world_size
         self.progress = info.is_main and not cfg.quiet
         self.source = source = DataSource(
