@@ -63,8 +63,21 @@ def test_orientation_and_scale_selectivity():
 
 def test_pyramid_rejects_impossible_scales():
     assert max_scales(128) == 5 and max_scales(96) == 4 and max_scales(33) == 0
+    assert max_scales(100) == 1 and max_scales(200) == 2 and max_scales(18) == 0
     with pytest.raises(ValueError):
         SteerablePyramid(36, 3)
+
+
+def test_every_side_reconstructs_at_every_scale_it_allows():
+    """Sides that are not powers of two (100 px crashed in the low-pass crop: 50 -> 12 + 12
+    rows): every side 16..140 builds, decomposes and reconstructs exactly at 1..max scales."""
+    gen = torch.Generator().manual_seed(4)
+    for n in range(16, 141, 2):
+        for scales in range(1, max_scales(n) + 1):
+            x = torch.randn(2, n, n, generator=gen)
+            pyramid = SteerablePyramid(n, scales)
+            back = pyramid.reconstruct(pyramid.decompose(x))
+            assert torch.allclose(back, x, atol=1e-4), (n, scales)
 
 
 def test_histogram_matching_reaches_the_target_quantiles():

@@ -104,8 +104,8 @@ class StatisticalConfig:
               f"wmm_scales must be an integer in [0, {allowed}] at {self.resolution} px "
               f"(0 = auto), got {self.wmm_scales!r}")
         if self.impose_wmm:
-            check(allowed >= 1, f"the wavelet-marginal model needs an even resolution >= 16, "
-                                f"got {self.resolution}")
+            check(allowed >= 1, "the wavelet-marginal model needs a resolution that is a "
+                                f"multiple of 4, >= 16, got {self.resolution}")
 
     @property
     def pyramid_scales(self) -> int:

@@ -41,9 +41,11 @@ _ANGLE_GAIN = math.sqrt(2 ** (2 * ORDER) * math.factorial(ORDER) ** 2
 
 
 def max_scales(size: int) -> int:
-    """How many pyramid levels an image side allows (each level halves an even side)."""
+    """How many pyramid levels an image side allows: each level halves the side, and its
+    low-pass crop keeps the central half of the spectrum, so the halved side must be even too
+    (a side divisible by 4 at every level: 128 allows 5, 96 allows 4, 100 allows 1)."""
     n = 0
-    while size % 2 == 0 and size >= 8:
+    while size % 4 == 0 and size >= 8:
         size //= 2
         n += 1
     return n
@@ -85,7 +87,7 @@ def _radial_masks(log_rad: torch.Tensor, top: float) -> tuple[torch.Tensor, torc
 
 
 class SteerablePyramid:
-    """Real steerable pyramid of n x n images (n divisible by 2**n_scales), on one device.
+    """Real steerable pyramid of n x n images (n divisible by 2**(n_scales + 1)), on one device.
 
     `decompose(x)` takes (..., n, n) real images and returns a dict with
     ``"highpass"`` (..., n, n), ``"bands"``: a list of n_scales tensors (..., 4, n/2^k, n/2^k),
