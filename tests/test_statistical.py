@@ -178,7 +178,7 @@ def test_sorted_labels_are_exact_multinomial_counts():
 @pytest.mark.parametrize("overrides,needle", [
     ({"exponent_mode": "radial"}, "exponent_mode"),
     ({"iterations": 0}, "iterations"),
-    ({"resolution": 33, "impose_wmm": True}, "even resolution"),
+    ({"resolution": 33, "impose_wmm": True}, "a multiple of 4"),
     ({"wmm_scales": 9}, "wmm_scales"),
     ({"exponent_low": 3.0, "exponent_high": 1.0}, "exponent_low"),
 ])
