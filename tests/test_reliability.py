@@ -552,6 +552,8 @@ def _bad_invocations(d: Path) -> list[list[str]]:
         ["study", "--families", GEN, "--parallel", "0", "--out", f"{d}/st"],
         ["study", "--families", GEN, "--metrics", "colur", "--out", f"{d}/st"],
         ["study", "--families", GEN, "--batch-size", "99999", "--out", f"{d}/st"],
+        ["study", "--families", f"{GEN}+", "--out", f"{d}/st"],
+        ["study", "--families", f"{GEN}+{GEN}:2", "--out", f"{d}/st"],
         ["study", "--families", GEN, "--gpus-per-family", "2", "--out", f"{d}/st"],
         ["study", "--families", GEN, "--recipe", "moco", "--images", "70000", "--batch-size",
          "70000", "--out", f"{d}/st"],

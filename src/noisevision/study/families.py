@@ -76,8 +76,17 @@ def check_family(family: str) -> None:
     if is_folder_family(family):
         folder_items(family)  # missing folder, no images, damaged shards: one line
         return
+    parts = [m.strip() for m in family.split("+")]
+    if "+" in family and not all(parts):
+        raise UsageError(f"family {family!r} has an empty member (a mixture is NAME[:WEIGHT]+"
+                         "NAME[:WEIGHT]...)")
+    members = family_members(family)
+    twice = sorted({m for m in members if members.count(m) > 1})
+    if twice:
+        raise UsageError(f"family {family!r} names {twice[0]} twice (give it once; a weight "
+                         f"sets its share, e.g. {twice[0]}:2+...)")
     names = list_generators()
-    for m in family_members(family) or [family]:
+    for m in members or [family]:
         if m not in names:
             raise UsageError(f"unknown generator {m!r} in --families "
                              f"({GENERATORS.unknown_message(m)}; or give an existing folder "
