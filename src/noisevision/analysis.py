@@ -304,15 +304,16 @@ def _foreign_shards(spec: str, path: Path, device: torch.device | str,
                     workers: int) -> ImageSource:
     """A folder of WebDataset shards that `generate` did not write (real images kept as
     shards, e.g. a FID reference set): every sample's image, in shard-name then tar order."""
-    from noisevision.probe.shard_tasks import index_split, read_member
+    from noisevision.probe.shard_tasks import read_item
+    from noisevision.ssl.sources import folder_items
 
-    members, _ = index_split(path, labels_needed=False)
+    members = folder_items(str(path))
     stats = [(p.name, p.stat().st_size, int(p.stat().st_mtime))
              for p in sorted(path.glob("*.tar"))]
     ident = {"kind": "folder", "format": "shards", "path": str(path.resolve()),
              "files": _digest(stats)}
     return ImageSource(spec, "folder", ident, len(members), None, members,
-                       _device=torch.device(device), workers=workers, _read=read_member)
+                       _device=torch.device(device), workers=workers, _read=read_item)
 
 
 def _decoder(files: list[str], device: torch.device | str) -> dict[str, str]:

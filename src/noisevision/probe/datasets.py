@@ -55,9 +55,10 @@ class TensorImages(torch.utils.data.Dataset):
 
 
 class FileImages(torch.utils.data.Dataset):
-    """Image files decoded on access; an unreadable or truncated file raises UsageError."""
+    """Image files (or shard members: probe.shard_tasks) decoded on access; an unreadable or
+    truncated one raises UsageError."""
 
-    def __init__(self, paths: list[Path], labels: list[int]) -> None:
+    def __init__(self, paths: list, labels: list[int]) -> None:
         self.paths, self.labels = list(paths), torch.tensor(labels, dtype=torch.long)
 
     def __len__(self) -> int:
@@ -67,11 +68,12 @@ class FileImages(torch.utils.data.Dataset):
         return read_image(self.paths[i]), int(self.labels[i])
 
 
-def read_image(path: Path) -> torch.Tensor:
-    """Decode one image file as uint8 RGB (3, H, W); a bad file is a one-line UsageError."""
-    from noisevision.data.encode import read_rgb
+def read_image(path) -> torch.Tensor:
+    """Decode one image file (or shard member) as uint8 RGB (3, H, W); a bad one is a
+    one-line UsageError."""
+    from noisevision.probe.shard_tasks import read_item
 
-    return torch.from_numpy(read_rgb(path).copy()).permute(2, 0, 1)  # (3, H, W)
+    return torch.from_numpy(read_item(path).copy()).permute(2, 0, 1)  # (3, H, W)
 
 
 @dataclass

@@ -18,8 +18,6 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from noisevision.errors import UsageError
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "ppm", "bmp", "tif", "tiff")
@@ -55,18 +53,14 @@ def read_member(m: Member):
     return decode_bytes(data, str(m))
 
 
-class ShardImages(torch.utils.data.Dataset):
-    """Images of indexed shard members, decoded on access: (uint8 (3, H, W), label)."""
+def read_item(item):
+    """(H, W, 3) uint8 of an image file path or a shard `Member`: the one reader of folder
+    sources, probe tasks and analyze (read_rgb's decoding and one-line errors either way)."""
+    if isinstance(item, Member):
+        return read_member(item)
+    from noisevision.data.encode import read_rgb
 
-    def __init__(self, members: list[Member], labels: list[int]) -> None:
-        self.members, self.labels = list(members), torch.tensor(labels, dtype=torch.long)
-
-    def __len__(self) -> int:
-        return len(self.members)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        arr = read_member(self.members[i])
-        return torch.from_numpy(arr.copy()).permute(2, 0, 1), int(self.labels[i])
+    return read_rgb(item)
 
 
 def _split_key(name: str) -> tuple[str, str]:
@@ -79,59 +73,69 @@ def _split_key(name: str) -> tuple[str, str]:
 def index_split(split_dir: Path, labels_needed: bool = True) -> tuple[list[Member], list[int]]:
     """Every sample of the folder's shards (sorted by shard name, tar order within one) and its
     label (-1 for all where `labels_needed` is False: images only, e.g. analyze's sources)."""
-    from noisevision.data.shards import tail_ok
-
     members: list[Member] = []
     labels: list[int] = []
     for shard in sorted(split_dir.glob("*.tar")):
-        size = shard.stat().st_size
-        if not tail_ok(shard):
-            raise UsageError(f"shard {shard} is truncated or not a tar file (it lacks the "
-                             "end-of-archive blocks): copy it again")
-        try:
-            with tarfile.open(shard, "r:") as tf:
-                groups: dict[str, dict[str, tarfile.TarInfo]] = {}
-                for info in tf.getmembers():
-                    if not info.isfile():
-                        continue
-                    if info.offset_data + info.size > size:
-                        raise UsageError(f"shard {shard} ends inside member {info.name!r}: "
-                                         "truncated; copy it again")
-                    key, ext = _split_key(info.name)
-                    groups.setdefault(key, {})[ext] = info
-                for key, parts in groups.items():
-                    image = next((parts[e] for e in IMAGE_KEYS if e in parts), None)
-                    if image is None or (labels_needed and "cls" not in parts):
-                        lacks = "image" if image is None else ".cls label"
-                        raise UsageError(f"sample {key!r} in shard {shard} has no {lacks} "
-                                         f"(found: {', '.join(sorted(parts)) or 'nothing'}; "
-                                         f"allowed images: {', '.join(IMAGE_KEYS)})")
-                    if not labels_needed:
-                        members.append(Member(str(shard), image.offset_data, image.size, key))
-                        labels.append(-1)
-                        continue
-                    text = tf.extractfile(parts["cls"]).read().decode("utf-8", "replace")
-                    try:
-                        label = int(text.strip())
-                    except ValueError:
-                        label = -1
-                    if label < 0:
-                        raise UsageError(f"sample {key!r} in shard {shard} has label "
-                                         f"{text.strip()[:20]!r}: a .cls member holds a class "
-                                         "index, an integer >= 0")
-                    members.append(Member(str(shard), image.offset_data, image.size, key))
-                    labels.append(label)
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise UsageError(f"shard {shard} cannot be read as a tar file "
-                             f"({' '.join(str(exc).split()) or type(exc).__name__})") from None
+        m, la = index_shard(shard, labels_needed)
+        members += m
+        labels += la
     if not members:
         raise UsageError(f"{split_dir} holds no samples in its .tar shards")
     return members, labels
 
 
+def index_shard(shard: Path, labels_needed: bool = True) -> tuple[list[Member], list[int]]:
+    """One shard's samples and labels (see index_split); a damaged shard is one line."""
+    from noisevision.data.shards import tail_ok
+
+    members: list[Member] = []
+    labels: list[int] = []
+    size = shard.stat().st_size
+    if not tail_ok(shard):
+        raise UsageError(f"shard {shard} is truncated or not a tar file (it lacks the "
+                         "end-of-archive blocks): copy it again")
+    try:
+        with tarfile.open(shard, "r:") as tf:
+            groups: dict[str, dict[str, tarfile.TarInfo]] = {}
+            for info in tf.getmembers():
+                if not info.isfile():
+                    continue
+                if info.offset_data + info.size > size:
+                    raise UsageError(f"shard {shard} ends inside member {info.name!r}: "
+                                     "truncated; copy it again")
+                key, ext = _split_key(info.name)
+                groups.setdefault(key, {})[ext] = info
+            for key, parts in groups.items():
+                image = next((parts[e] for e in IMAGE_KEYS if e in parts), None)
+                if image is None or (labels_needed and "cls" not in parts):
+                    lacks = "image" if image is None else ".cls label"
+                    raise UsageError(f"sample {key!r} in shard {shard} has no {lacks} "
+                                     f"(found: {', '.join(sorted(parts)) or 'nothing'}; "
+                                     f"allowed images: {', '.join(IMAGE_KEYS)})")
+                label = _label(tf, parts["cls"], key, shard) if labels_needed else -1
+                members.append(Member(str(shard), image.offset_data, image.size, key))
+                labels.append(label)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise UsageError(f"shard {shard} cannot be read as a tar file "
+                         f"({' '.join(str(exc).split()) or type(exc).__name__})") from None
+    return members, labels
+
+
+def _label(tf: tarfile.TarFile, info: tarfile.TarInfo, key: str, shard: Path) -> int:
+    text = tf.extractfile(info).read().decode("utf-8", "replace")
+    try:
+        label = int(text.strip())
+    except ValueError:
+        label = -1
+    if label < 0:
+        raise UsageError(f"sample {key!r} in shard {shard} has label {text.strip()[:20]!r}: "
+                         "a .cls member holds a class index, an integer >= 0")
+    return label
+
+
 def load_shard_task(root: Path, max_per_split: int | None = None, seed: int = 0):
     """The probe task of `root/train/*.tar` and `root/val/*.tar` (labels from `.cls`)."""
-    from noisevision.probe.datasets import EvalTask, _subset
+    from noisevision.probe.datasets import EvalTask, FileImages, _subset
 
     splits = {s: index_split(root / s) for s in ("train", "val")}
     names_file = root / "classes.txt"
@@ -151,7 +155,7 @@ def load_shard_task(root: Path, max_per_split: int | None = None, seed: int = 0)
     for s, (members, labels) in splits.items():
         pairs = _subset(list(zip(members, labels, strict=True)), max_per_split,
                         seed + (s == "val"), f"{root / s}")
-        data[s] = ShardImages([m for m, _ in pairs], [la for _, la in pairs])
+        data[s] = FileImages([m for m, _ in pairs], [la for _, la in pairs])
     return EvalTask(root.name, data["train"], data["val"], classes,
                     description=f"WebDataset shards {root}",
                     info={"cap_per_split": max_per_split, "format": "shards"})

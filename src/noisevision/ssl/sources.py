@@ -168,6 +168,8 @@ class _FolderDataset(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        from noisevision.probe.shard_tasks import read_item
+
         try:
             arr = read_item(self.files[i])
             if arr.shape[:2] != (self.size, self.size):
@@ -345,21 +347,13 @@ def is_shards_source(source: str) -> bool:
 
 def folder_items(source: str) -> list:
     """The images of a folder source, in order: files (scan_folder), or for WebDataset shards
-    that noisevision did not write, their samples (probe.shard_tasks.Member); `read_item`
-    decodes either."""
+    that noisevision did not write, their samples (probe.shard_tasks.Member);
+    probe.shard_tasks.read_item decodes either."""
     if is_foreign_shards(source):
         from noisevision.probe.shard_tasks import index_split
 
         return index_split(Path(source), labels_needed=False)[0]
     return scan_folder(source)
-
-
-def read_item(item) -> np.ndarray:
-    """(H, W, 3) uint8 of a `folder_items` entry (one-line UsageError naming a bad one)."""
-    from noisevision.data.encode import read_rgb
-    from noisevision.probe.shard_tasks import Member, read_member
-
-    return read_member(item) if isinstance(item, Member) else read_rgb(item)
 
 
 def is_foreign_shards(source: str) -> bool:
@@ -399,8 +393,14 @@ def source_image_side(source: str) -> int:
         from noisevision.data.shards import open_shards
 
         return open_shards(source).manifest.resolution
-    if is_foreign_shards(source):
-        return int(min(read_item(folder_items(source)[0]).shape[:2]))
+    if is_foreign_shards(source):  # the first sample of the first shard: one shard indexed
+        from noisevision.probe.shard_tasks import index_shard, read_item
+
+        shard = sorted(Path(source).glob("*.tar"))[0]
+        first = index_shard(shard, labels_needed=False)[0]
+        if not first:
+            raise UsageError(f"shard {shard} holds no samples")
+        return int(min(read_item(first[0]).shape[:2]))
     return int(min(image_size(scan_folder(source)[0])))
 
 

@@ -179,7 +179,7 @@ def square(path_or_array, side: int) -> torch.Tensor:
     if isinstance(path_or_array, torch.Tensor):
         a = path_or_array.permute(1, 2, 0).numpy()
     else:
-        from noisevision.ssl.sources import read_item
+        from noisevision.probe.shard_tasks import read_item
 
         a = read_item(path_or_array)
     h, w = a.shape[:2]
