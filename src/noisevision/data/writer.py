@@ -154,9 +154,7 @@ def prepare_folder(out: Path, manifest: Manifest, overwrite: bool) -> bool:
     fresh = not out.is_dir() or not any(out.iterdir())
     if out.is_dir() and (out / MANIFEST).exists():
         old = Manifest.read(out)
-        diff = manifest.differences(old)
-        if diff == ["count"] and extends(old, manifest):
-            diff = []  # more images of the same dataset: the present ones stay, the rest follow
+        diff = blocking_differences(old, manifest)
         if diff and not overwrite:
             shown = ", ".join(_difference(k, getattr(old, k), getattr(manifest, k))
                               for k in diff[:3])
@@ -178,12 +176,15 @@ def prepare_folder(out: Path, manifest: Manifest, overwrite: bool) -> bool:
     return fresh
 
 
-def extends(old: Manifest, new: Manifest) -> bool:
-    """Whether the folder dataset `new` is `old` with more images after them: image i depends
-    on (config, seed, i) alone, so the images present belong to both. Shards never grow: each
-    sample's JSON names its dataset by a hash of the manifest's identity, count included."""
-    return (new.layout == old.layout == "folder" and new.start == old.start
-            and new.count > old.count)
+def blocking_differences(old: Manifest, new: Manifest) -> list[str]:
+    """The manifest fields that make `new` another dataset than the one in the folder. A folder
+    dataset with more images after the present ones is the same dataset grown (image i depends
+    on config, seed and i alone); shards never grow (each sample's JSON names its dataset by a
+    hash of the manifest's identity, count included)."""
+    diff = new.differences(old)
+    grows = (diff == ["count"] and new.layout == old.layout == "folder"
+             and new.start == old.start and new.count > old.count)
+    return [] if grows else diff
 
 
 def _rollback(out: Path, created_parents: list[Path]) -> None:
@@ -342,8 +343,7 @@ def _pinned(generator: Generator, dev: torch.device, out: Path,
         if old is not None:
             same = generator.pinned_as(old.config)
             manifest = manifest_of(same)
-            diff = manifest.differences(old)
-            if not diff or (diff == ["count"] and extends(old, manifest)):
+            if not blocking_differences(old, manifest):
                 return same, manifest
     pinned = generator.pinned(dev)
     return pinned, manifest_of(pinned)
