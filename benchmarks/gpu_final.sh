@@ -8,16 +8,9 @@ set -u
 LOGS=${LOGS:-/tmp/gpu_final}
 mkdir -p "$LOGS"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-run() {  # run SECONDS NAME command...
-    local t=$1 name=$2
-    shift 2
-    echo "== $name"
-    local t0=$SECONDS
-    timeout "$t" "$@" >"$LOGS/$name.log" 2>&1
-    local rc=$?
-    grep -v "^\s*$" "$LOGS/$name.log" | grep -v "Warning\|warn(" | tail -n "${TAIL:-14}" | cut -c1-300
-    echo "== $name rc $rc ($((SECONDS - t0)) s)"
-}
+OUT=$LOGS  # (not exported: each issue script keeps its own log folder)
+TAIL=${TAIL:-14}
+source "$(dirname "$0")/gpu_step.sh"  # step SECONDS NAME command...
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 if [ -d .devcarry ]; then
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .devcarry/*.whl
@@ -25,15 +18,15 @@ if [ -d .devcarry ]; then
     python3 benchmarks/carry_weights.py unpack .devcarry >/dev/null
     python3 -m noisevision generate stat_spectrum --n 10000 --resolution 256 --format jpg \
         --device cuda --out /tmp/folder12 --quiet
-    run 60 folder_nvjpeg python3 benchmarks/bench_features.py --device cuda --n 1000 \
+    step 60 folder_nvjpeg python3 benchmarks/bench_features.py --device cuda --n 1000 \
         --batch 250 --source-batch 500 --sources /tmp/folder12 --source-n 10000
 fi
-run 40 stylegan_random python3 benchmarks/bench_stylegan.py --device cuda --resolution 256 \
+step 40 stylegan_random python3 benchmarks/bench_stylegan.py --device cuda --resolution 256 \
     --n 4000 --batch-sizes 400 --max-seconds 4 --variants stylegan_random
-run ${CHECK_S:-90} check python3 benchmarks/gpu_check.py cuda 'stylegan*'
-run 60 checkpoint python3 benchmarks/bench_checkpoint.py --device cuda --repeats 2 --dir /tmp/ck
+step ${CHECK_S:-90} check python3 benchmarks/gpu_check.py cuda 'stylegan*'
+step 60 checkpoint python3 benchmarks/bench_checkpoint.py --device cuda --repeats 2 --dir /tmp/ck
 export FIG5=0  # issue 14's Figure 5 training (about 4 minutes): its own call, `bash gpu_issue14.sh`
 for n in 14 15 16; do
-    [ -f "benchmarks/gpu_issue$n.sh" ] && run 95 "issue$n" bash "benchmarks/gpu_issue$n.sh"
+    [ -f "benchmarks/gpu_issue$n.sh" ] && step 95 "issue$n" bash "benchmarks/gpu_issue$n.sh"
 done
 echo "== done"
