@@ -34,6 +34,7 @@ from noisevision.device import one_cpu_thread
 from noisevision.errors import UsageError, check
 from noisevision.probe.datasets import EvalTask
 from noisevision.probe.features import (
+    check_encode_memory,
     check_unchanged,
     encode,
     extract_features,
@@ -181,6 +182,8 @@ def _probe_augmented(model: nn.Module, task: EvalTask, config: LinearProbeConfig
             total, n = 0.0, 0
             for x, y in loader(task.train, tfm.train(), batch_size=config.batch_size,
                                shuffle=True, num_workers=num_workers, generator=g):
+                if n == 0 and epoch == 0 and device.type == "cpu":
+                    check_encode_memory(model, x)  # as extract_features does on its first batch
                 with torch.inference_mode():
                     f = encode(model, x.to(device))
                 loss = F.cross_entropy(head(f.clone()), y.to(device))
