@@ -113,7 +113,7 @@ def test_a_batch_too_large_to_encode_on_a_cpu_is_one_line(monkeypatch):
     from noisevision.probe.linear import LinearProbeConfig, _probe_augmented
 
     split = TensorImages(torch.zeros(12, 3, 32, 32, dtype=torch.uint8), torch.arange(12) % 2)
-    with pytest.raises(UsageError, match="a batch of 12 images at 32 px"):  # the paper's probe
-        _probe_augmented(model, EvalTask("t", split, split, ("a", "b")),
+    with pytest.raises(UsageError, match="a batch of 12 images at 32 px"):  # the paper's probe:
+        _probe_augmented(model, EvalTask("t", split, split, ("a", "b")),  # its training batch
                          LinearProbeConfig(mode="augmented", epochs=1, batch_size=12),
-                         torch.device("cpu"), 12, 0)
+                         torch.device("cpu"), 1, 0)  # (the val extraction: batches of 1)
