@@ -460,7 +460,8 @@ def test_real_images_kept_as_webdataset_shards_train_like_their_folder(images, t
     import io
     import tarfile
 
-    from noisevision.ssl.sources import folder_items, source_image_side
+    from noisevision.data.wds import folder_items
+    from noisevision.ssl.sources import source_image_side
     from noisevision.study.families import _folder_images, check_family
 
     files = sorted(images.iterdir())

@@ -254,7 +254,7 @@ def open_source(spec: str, *, device: torch.device | str = "cpu",
     path = Path(spec)
     if path.is_dir():
         from noisevision.data.shards import is_shards_folder
-        from noisevision.ssl.sources import is_foreign_shards
+        from noisevision.data.wds import is_foreign_shards
 
         if is_foreign_shards(str(path)):
             return _foreign_shards(spec, path, device, workers)
@@ -304,8 +304,7 @@ def _foreign_shards(spec: str, path: Path, device: torch.device | str,
                     workers: int) -> ImageSource:
     """A folder of WebDataset shards that `generate` did not write (real images kept as
     shards, e.g. a FID reference set): every sample's image, in shard-name then tar order."""
-    from noisevision.probe.shard_tasks import read_item
-    from noisevision.ssl.sources import folder_items
+    from noisevision.data.wds import folder_items, read_item
 
     members = folder_items(str(path))
     stats = [(p.name, p.stat().st_size, int(p.stat().st_mtime))

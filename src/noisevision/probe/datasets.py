@@ -55,7 +55,7 @@ class TensorImages(torch.utils.data.Dataset):
 
 
 class FileImages(torch.utils.data.Dataset):
-    """Image files (or shard members: probe.shard_tasks) decoded on access; an unreadable or
+    """Image files (or shard members: data/wds.py) decoded on access; an unreadable or
     truncated one raises UsageError."""
 
     def __init__(self, paths: list, labels: list[int]) -> None:
@@ -71,7 +71,7 @@ class FileImages(torch.utils.data.Dataset):
 def read_image(path) -> torch.Tensor:
     """Decode one image file (or shard member) as uint8 RGB (3, H, W); a bad one is a
     one-line UsageError."""
-    from noisevision.probe.shard_tasks import read_item
+    from noisevision.data.wds import read_item
 
     return torch.from_numpy(read_item(path).copy()).permute(2, 0, 1)  # (3, H, W)
 
@@ -150,7 +150,8 @@ def load_image_folder(root: str | Path, max_per_split: int | None = None,
                          "(allowed: an ImageFolder tree DIR/{train,val}/<class>/<image>)")
     splits = {s: _class_dirs(root / s) for s in ("train", "val")}
     if not splits["train"]:
-        from noisevision.probe.shard_tasks import has_shards, load_shard_task
+        from noisevision.data.wds import has_shards
+        from noisevision.probe.shard_tasks import load_shard_task
 
         if has_shards(root / "train") and has_shards(root / "val"):
             return load_shard_task(root, max_per_split, seed)

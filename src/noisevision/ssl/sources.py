@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from noisevision.data.wds import folder_items, is_foreign_shards
 from noisevision.errors import UsageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
@@ -168,7 +169,7 @@ class _FolderDataset(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
-        from noisevision.probe.shard_tasks import read_item
+        from noisevision.data.wds import read_item
 
         try:
             arr = read_item(self.files[i])
@@ -252,7 +253,7 @@ class FolderComponent:
     def __init__(self, path: str, *, image_size: int, workers: int = 4) -> None:
         self.path, self.image_size, self.workers = path, image_size, workers
         self.shards = is_foreign_shards(path)  # real images as WebDataset shards: samples
-        self.files = folder_items(path)        # read by seeking (probe.shard_tasks)
+        self.files = folder_items(path)        # read by seeking (data/wds.py)
         if not self.shards:
             from noisevision.data.encode import image_size
 
@@ -345,45 +346,6 @@ def is_shards_source(source: str) -> bool:
     return is_shards_folder(source) and not is_foreign_shards(source)
 
 
-def folder_items(source: str) -> list:
-    """The images of a folder source, in order: files (scan_folder), or for WebDataset shards
-    that noisevision did not write, their samples (probe.shard_tasks.Member);
-    probe.shard_tasks.read_item decodes either."""
-    if is_foreign_shards(source):
-        from noisevision.probe.shard_tasks import index_split
-
-        return index_split(Path(source), labels_needed=False)[0]
-    return scan_folder(source)
-
-
-def is_foreign_shards(source: str) -> bool:
-    """WebDataset shards that noisevision did not write (real images, say): no manifest, and
-    their first sample's JSON is not one of generate's (a dataset that lost its manifest)."""
-    from noisevision.data.shards import is_shards_folder
-
-    root = Path(source)
-    return (is_shards_folder(source) and not (root / "manifest.json").exists()
-            and not _generated_samples(root))
-
-
-def _generated_samples(root: Path) -> bool:
-    """Whether the first shard's first JSON member is a sample record of `generate`."""
-    import json
-    import tarfile
-
-    tars = sorted(root.glob("*.tar"))
-    try:
-        with tarfile.open(tars[0], "r:") as tf:
-            for _, info in zip(range(8), tf, strict=False):
-                if info.isfile() and info.name.endswith(".json"):
-                    record = json.loads(tf.extractfile(info).read())
-                    return isinstance(record, dict) and {"generator", "config_hash",
-                                                         "dataset", "index"} <= set(record)
-    except (IndexError, OSError, tarfile.TarError, ValueError, UnicodeDecodeError):
-        return False
-    return False
-
-
 def source_image_side(source: str) -> int:
     """The image side of a folder source: the manifest's resolution for shards, else the side
     of its first image."""
@@ -394,7 +356,7 @@ def source_image_side(source: str) -> int:
 
         return open_shards(source).manifest.resolution
     if is_foreign_shards(source):  # the first sample of the first shard: one shard indexed
-        from noisevision.probe.shard_tasks import index_shard, read_item
+        from noisevision.data.wds import index_shard, read_item
 
         shard = sorted(Path(source).glob("*.tar"))[0]
         first = index_shard(shard, labels_needed=False)[0]

@@ -67,8 +67,9 @@ def slug(name: str) -> str:
 def check_family(family: str) -> None:
     """UsageError (close names suggested) for an unknown generator, a bad weight, or a folder
     without images; nothing is rendered."""
+    from noisevision.data.wds import folder_items
     from noisevision.generators.base import GENERATORS, list_generators
-    from noisevision.ssl.sources import folder_items, parse_data_spec
+    from noisevision.ssl.sources import parse_data_spec
 
     if not family:
         raise UsageError("empty family in --families (give generator names, a+b mixtures or "
@@ -165,7 +166,7 @@ def family_images(family: str, n: int, side: int, seed: int,
 
 
 def _folder_images(folder: str, n: int, side: int) -> torch.Tensor:
-    from noisevision.ssl.sources import folder_items
+    from noisevision.data.wds import folder_items
 
     return torch.stack([square(f, side) for f in folder_items(folder)[:n]])
 
@@ -179,7 +180,7 @@ def square(path_or_array, side: int) -> torch.Tensor:
     if isinstance(path_or_array, torch.Tensor):
         a = path_or_array.permute(1, 2, 0).numpy()
     else:
-        from noisevision.probe.shard_tasks import read_item
+        from noisevision.data.wds import read_item
 
         a = read_item(path_or_array)
     h, w = a.shape[:2]
