@@ -67,6 +67,29 @@ def test_probe_leaves_encoder_bit_identical_in_both_modes():
     assert r["mode"] == "augmented" and len(r["log"]) == 1
 
 
+def test_augmented_probe_crops_are_a_function_of_seed_epoch_and_image_not_of_workers():
+    """torchvision draws its crops and flips from torch's global RNG, which each loader worker
+    seeds on its own: the paper's probe gave a different accuracy for every --workers."""
+    from noisevision.probe.features import loader, transforms_for
+
+    task = colour_task(24, 12)
+    model = random_init_encoder("small_alexnet", {"width": 0.125, "input_size": 32})
+    tfm = transforms_for(model).train()
+
+    def crops(workers, batch, name="probe-augment/epoch-0"):
+        return torch.cat([x for x, _ in loader(task.train, tfm, batch_size=batch,
+                                                num_workers=workers, stream=(0, name))])
+
+    base = crops(0, 5)
+    assert torch.equal(base, crops(2, 7)) and torch.equal(base, crops(0, 24))
+    assert not torch.equal(base, crops(0, 5, "probe-augment/epoch-1"))  # a fresh epoch's crops
+    cfg = LinearProbeConfig(epochs=2, milestones=(1,), mode="augmented", batch_size=8,
+                            standardize=False)
+    r0 = linear_probe(model, task, cfg, num_workers=0)
+    r2 = linear_probe(model, task, cfg, num_workers=2)
+    assert r0["log"] == r2["log"] and r0["val_acc"] == r2["val_acc"]
+
+
 def test_check_unchanged_detects_a_changed_weight_or_buffer():
     model = random_init_encoder("small_alexnet", {"width": 0.125, "input_size": 32})
     before = weights_snapshot(model)

@@ -79,6 +79,20 @@ def seed_words(seed: int, stream: str) -> tuple[int, int, int]:
     return w0, w1, w2
 
 
+def sample_seed(seed: int, stream: str, index: int) -> int:
+    """A 63-bit seed for sample `index` of `stream`, a pure function of (seed, stream, index).
+
+    For third-party code that draws from torch's global RNG (torchvision's random transforms):
+    seeding it per sample makes the draws independent of loader workers, batch and order."""
+    if not isinstance(index, int) or not 0 <= index < MAX_INDEX:
+        raise ValueError(f"sample index must be an integer in [0, 2**40), got {index!r}")
+    w0, w1, w2 = seed_words(seed, stream)
+    lo, hi = index & MASK32, index >> 32
+    a = _mix32_int(_mix32_int(lo ^ w0) ^ _mix32_int(hi ^ w1))
+    b = _mix32_int(a ^ w2)
+    return ((a & 0x7FFFFFFF) << 32) | b
+
+
 def _use_triton(device: torch.device) -> bool:
     """CUDA draws run as Triton kernels (bit-identical) unless NOISEVISION_TRITON=0."""
     if not triton_wanted(device):

@@ -22,6 +22,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 from noisevision.errors import UsageError
+from noisevision.rng import sample_seed
 
 STL10_MEAN, STL10_STD = (0.4409, 0.4279, 0.3868), (0.2683, 0.2610, 0.2687)  # reference 8.1
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # reference 8.3
@@ -63,24 +64,36 @@ def transforms_for(model: nn.Module) -> ProbeTransforms:
 
 
 class _Transformed(torch.utils.data.Dataset):
-    def __init__(self, base: torch.utils.data.Dataset, transform: Callable) -> None:
-        self.base, self.transform = base, transform
+    """`transform` applied to each image of `base`. With `stream` = (seed, name), a random
+    transform's draws (torchvision's come from torch's global RNG) are seeded per sample from
+    (seed, name, index), so they do not depend on the loader's workers, the batch or the order."""
+
+    def __init__(self, base: torch.utils.data.Dataset, transform: Callable,
+                 stream: tuple[int, str] | None = None) -> None:
+        self.base, self.transform, self.stream = base, transform, stream
 
     def __len__(self) -> int:
         return len(self.base)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         image, label = self.base[i]
-        return self.transform(image), label
+        if self.stream is None:
+            return self.transform(image), label
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed(self.stream[0], self.stream[1], int(i)))
+            return self.transform(image), label
 
 
 def loader(dataset: torch.utils.data.Dataset, transform: Callable, *, batch_size: int = 256,
            shuffle: bool = False, num_workers: int = 0,
-           generator: torch.Generator | None = None) -> torch.utils.data.DataLoader:
-    """Batches of transformed images (B, 3, S, S) float32 and labels (B,)."""
-    return torch.utils.data.DataLoader(_Transformed(dataset, transform), batch_size=batch_size,
-                                       shuffle=shuffle, num_workers=num_workers,
-                                       generator=generator, drop_last=False)
+           generator: torch.Generator | None = None,
+           stream: tuple[int, str] | None = None) -> torch.utils.data.DataLoader:
+    """Batches of transformed images (B, 3, S, S) float32 and labels (B,); `stream` =
+    (seed, name) seeds a random transform per sample (see `_Transformed`)."""
+    return torch.utils.data.DataLoader(_Transformed(dataset, transform, stream),
+                                       batch_size=batch_size, shuffle=shuffle,
+                                       num_workers=num_workers, generator=generator,
+                                       drop_last=False)
 
 
 def _reraise_worker_error(exc: UsageError) -> UsageError:

@@ -175,24 +175,23 @@ def _probe_augmented(model: nn.Module, task: EvalTask, config: LinearProbeConfig
     opt, sched = _optimiser(head, config)
     g = torch.Generator().manual_seed(config.seed + 1)
     log = []
-    # torchvision's random transforms draw from torch's global RNG: fork it, seed it, restore it.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed + 2)
-        for epoch in range(config.epochs):
-            total, n = 0.0, 0
-            for x, y in loader(task.train, tfm.train(), batch_size=config.batch_size,
-                               shuffle=True, num_workers=num_workers, generator=g):
-                if n == 0 and epoch == 0 and device.type == "cpu":
-                    check_encode_memory(model, x)  # as extract_features does on its first batch
-                with torch.inference_mode():
-                    f = encode(model, x.to(device))
-                loss = F.cross_entropy(head(f.clone()), y.to(device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total, n = total + float(loss.detach()) * y.numel(), n + y.numel()
-            sched.step()
-            log.append({"epoch": epoch + 1, "train_loss": total / max(1, n)})
+    for epoch in range(config.epochs):
+        total, n = 0.0, 0
+        # each crop and flip a function of (seed, epoch, image): the same whatever the workers
+        for x, y in loader(task.train, tfm.train(), batch_size=config.batch_size,
+                           shuffle=True, num_workers=num_workers, generator=g,
+                           stream=(config.seed, f"probe-augment/epoch-{epoch}")):
+            if n == 0 and epoch == 0 and device.type == "cpu":
+                check_encode_memory(model, x)  # as extract_features does on its first batch
+            with torch.inference_mode():
+                f = encode(model, x.to(device))
+            loss = F.cross_entropy(head(f.clone()), y.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, n = total + float(loss.detach()) * y.numel(), n + y.numel()
+        sched.step()
+        log.append({"epoch": epoch + 1, "train_loss": total / max(1, n)})
     xv, yv = extract_features(model, task.val, transform=tfm.val(), device=device,
                               batch_size=batch_size, num_workers=num_workers)
     acc = accuracy(head, xv.to(device), yv.to(device))
