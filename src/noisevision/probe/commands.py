@@ -10,21 +10,33 @@ from noisevision.errors import UsageError
 
 
 def run_probe(args: argparse.Namespace) -> int:
+    from noisevision.probe.evaluate import check_results_folder
+    from noisevision.probe.progress import ProbeProgress
+
+    methods = ("linear", "knn") if args.method == "both" else (args.method,)
+    if not args.out:
+        return _run(args, methods, None)
+    check_results_folder(args.out)  # before minutes of work; finished rows are kept as they come
+    data = Path(args.data).resolve() if Path(args.data).exists() else args.data
+    settings = {"data": str(data), "seed": args.seed, "max_per_split": args.max_per_split,
+                "fashion_train": args.fashion_train, "fashion_val": args.fashion_val,
+                "mode": args.mode, "epochs": args.epochs, "k": args.k,
+                "temperature": args.temperature}
+    with ProbeProgress(args.out, settings) as progress:
+        if progress.load():
+            print(f"resuming: {len(progress.rows)} finished probe(s) in {progress.path}",
+                  flush=True)
+        return _run(args, methods, progress)
+
+
+def _run(args: argparse.Namespace, methods: tuple[str, ...], progress) -> int:
     from noisevision.device import resolve_device
     from noisevision.probe.baselines import MeanColour, RawPixels, arch_of, random_init_encoder
     from noisevision.probe.datasets import load_tasks
-    from noisevision.probe.evaluate import (
-        KnnConfig,
-        check_results_folder,
-        evaluate,
-        results_markdown,
-        write_results,
-    )
+    from noisevision.probe.evaluate import KnnConfig, evaluate, results_markdown, write_results
     from noisevision.probe.linear import recipe_for
     from noisevision.probe.load import load_probe_encoder
 
-    if args.out:  # checked before minutes of work, written only at the end
-        check_results_folder(args.out)
     device = resolve_device(args.device)
     encoders, metas = {}, {}
     for spec in args.encoder:
@@ -42,13 +54,13 @@ def run_probe(args: argparse.Namespace) -> int:
                                                                     seed=args.seed)})
     tasks = load_tasks(args.data, max_per_split=args.max_per_split, seed=args.seed,
                        fashion_n_train=args.fashion_train, fashion_n_val=args.fashion_val)
-    methods = ("linear", "knn") if args.method == "both" else (args.method,)
     linear = recipe_for(arch, args.mode, args.epochs)
     log = None if args.quiet else print
     t0 = time.perf_counter()
     rows = evaluate(encoders, tasks, methods=methods, linear=linear,
                     knn=KnnConfig(args.k, args.temperature), device=device,
-                    batch_size=args.batch_size, num_workers=args.workers, log=log)
+                    batch_size=args.batch_size, num_workers=args.workers, log=log,
+                    progress=progress)
     title = f"probe on {args.data}"
     print(results_markdown(rows, title))
     if args.out:
@@ -56,6 +68,7 @@ def run_probe(args: argparse.Namespace) -> int:
                 "tasks": [t.summary() for t in tasks], "device": str(device),
                 "seconds": round(time.perf_counter() - t0, 1)}
         out = write_results(args.out, rows, meta, title)
+        progress.finish()  # the results hold every row now
         print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
     return 0
 

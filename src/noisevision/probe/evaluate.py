@@ -21,6 +21,7 @@ from noisevision.probe.datasets import EvalTask
 from noisevision.probe.features import check_unchanged, weights_snapshot
 from noisevision.probe.knn import knn_accuracy
 from noisevision.probe.linear import LinearProbeConfig, cached_features, linear_probe
+from noisevision.probe.progress import PROGRESS, ProbeProgress, model_digest, strip
 
 METHODS = ("linear", "knn")
 
@@ -34,20 +35,28 @@ class KnnConfig:
 def evaluate(encoders: dict[str, nn.Module], tasks: Sequence[EvalTask], *,
              methods: Sequence[str] = ("linear",), linear: LinearProbeConfig | None = None,
              knn: KnnConfig | None = None, device: torch.device | str = "cpu",
-             batch_size: int = 256, num_workers: int = 0, log=None) -> list[dict]:
-    """Rows {task, encoder, method, val_acc, ...} for every encoder x task x method."""
+             batch_size: int = 256, num_workers: int = 0, log=None,
+             progress: ProbeProgress | None = None) -> list[dict]:
+    """Rows {task, encoder, method, val_acc, ...} for every encoder x task x method.
+
+    With `progress` (loaded), rows it holds for the same weights and task are reused and every
+    new row is recorded there as it finishes."""
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise UsageError(f"unknown probe method {bad or methods} (allowed: {', '.join(METHODS)})")
     linear, knn = linear or LinearProbeConfig(), knn or KnnConfig()
     device = torch.device(device)
+    digests = {name: model_digest(m) for name, m in encoders.items()} if progress else {}
     rows = []
     for task in tasks:
+        summary = task.summary()
         for name, model in encoders.items():
+            done = progress.done(summary, name, digests[name]) if progress else {}
+            todo = [m for m in methods if m not in done]
             model.to(device).eval()
             before = weights_snapshot(model)
             feats, t_feat = None, 0.0
-            if "knn" in methods or linear.mode == "cached":
+            if "knn" in todo or ("linear" in todo and linear.mode == "cached"):
                 t0 = time.perf_counter()
                 feats = cached_features(model, task, device=device, batch_size=batch_size,
                                         num_workers=num_workers)
@@ -58,6 +67,13 @@ def evaluate(encoders: dict[str, nn.Module], tasks: Sequence[EvalTask], *,
                     "feature_dim": int(getattr(model, "feature_dim", 0)),
                     "feature_seconds": round(t_feat, 2)}
             for method in methods:
+                if method in done:
+                    row = strip([done[method]])[0]
+                    rows.append(row)
+                    if log:
+                        log(f"{task.name:>14} {name:>28} {method:>6}: "
+                            f"{100 * row['val_acc']:.1f}% (done before: {PROGRESS})")
+                    continue
                 t0 = time.perf_counter()
                 if method == "linear":
                     r = linear_probe(model, task, linear, device=device, batch_size=batch_size,
@@ -72,6 +88,8 @@ def evaluate(encoders: dict[str, nn.Module], tasks: Sequence[EvalTask], *,
                 row = {**base, "method": method, "val_acc": r["val_acc"], **extra,
                        "probe_seconds": round(time.perf_counter() - t0, 2)}
                 rows.append(row)
+                if progress:
+                    progress.add(row, summary, digests[name])
                 if log:
                     log(f"{task.name:>14} {name:>28} {method:>6}: {100 * row['val_acc']:.1f}% "
                         f"(chance {100 * row['chance']:.1f}%)")
@@ -109,7 +127,7 @@ def check_results_folder(out: str | Path) -> Path:
 
     out = check_output_dir(out)
     rj, rm = out / "results.json", out / "results.md"
-    for p in (rj, rm):
+    for p in (rj, rm, out / PROGRESS):
         if p.is_symlink() or p.is_dir():
             raise UsageError(f"{p} is a link or a folder: noisevision will not replace it; "
                              "choose another --out")
