@@ -67,7 +67,9 @@ def _add_probe(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=256, help="feature extraction batch")
     p.add_argument("--workers", type=loader_workers_int, default=0,
                    help="DataLoader worker processes (default 0: load in the main process)")
-    p.add_argument("--out", default=None, help="folder for results.json and results.md")
+    p.add_argument("--out", default=None,
+                   help="folder for results.json and results.md; finished rows are kept there "
+                   "as they come, so the same command rerun after a kill resumes")
     p.add_argument("--quiet", action="store_true")
 
 
