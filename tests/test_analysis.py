@@ -168,8 +168,8 @@ def test_the_batched_jpeg_decoder_equals_the_checked_one_and_names_a_bad_file(tm
     src.identity["decoder"] = "nvjpeg"  # what open_source sets for JPEGs on a CUDA device
     got = torch.cat(list(src.batches(5, batch=2)))
     assert got.dtype == torch.uint8 and torch.equal(got, want)
-    assert analysis._decoder(src._files, "cuda") == {"decoder": "nvjpeg"}
-    assert analysis._decoder(src._files + ["x.png"], "cuda") == {}
+    assert analysis.sources._decoder(src._files, "cuda") == {"decoder": "nvjpeg"}
+    assert analysis.sources._decoder(src._files + ["x.png"], "cuda") == {}
     bad = Path(src._files[3])
     bad.write_bytes(bad.read_bytes()[:40] + b"\0" * 200)
     with pytest.raises(UsageError, match=bad.name):
