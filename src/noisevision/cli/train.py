@@ -32,7 +32,7 @@ def _add_pretrain(p: argparse.ArgumentParser) -> None:
 
     fields = {f.name: f for f in dataclasses.fields(PretrainConfig)}
     p.add_argument("--out", required=True, help="run folder")
-    from noisevision.ssl.train import RESUME_CHANGEABLE
+    from noisevision.ssl.run_folder import RESUME_CHANGEABLE
 
     p.add_argument("--resume", action="store_true",
                    help="continue RUN/checkpoint.pt (or start a run that has none yet from step "

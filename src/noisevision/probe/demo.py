@@ -166,7 +166,9 @@ def run_demo(out: str | Path = "noisevision-demo", *, device: str = "auto",
     out = run_study(req)
     results = load_results(out)
     results["meta"]["timings_s"]["demo_total"] = round(time.perf_counter() - t0, 1)
-    (out / "report.md").write_text(_report(results))
+    from noisevision.data.encode import write_atomic
+
+    write_atomic(out / "report.md", _report(results).encode())  # never half written
     return out
 
 

@@ -22,183 +22,32 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
-import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from noisevision import argtypes
 from noisevision.data.encode import write_atomic
 from noisevision.errors import Stopped, UsageError, check
 from noisevision.locks import FolderLock
-from noisevision.paper import DATASET_SCALES
 from noisevision.provenance import provenance
 from noisevision.safety import check_fits
 from noisevision.ssl import ddp
 from noisevision.ssl.augment import TwoViewAugment, moco_augment, small_augment
-from noisevision.ssl.checkpoint import BackgroundSaver, load_checkpoint, save_checkpoint, snapshot
+from noisevision.ssl.checkpoint import BackgroundSaver, save_checkpoint, snapshot
+from noisevision.ssl.config import PretrainConfig, learning_rate
 from noisevision.ssl.encoders import build_encoder, encoder_payload, write_encoder
 from noisevision.ssl.guards import StopSignals, check_moco_buffers, check_step_memory
 from noisevision.ssl.losses import align_uniform_loss
-from noisevision.ssl.mixing import MIX_MODES, SHADERS21K_COUNT, mix_batch, step_seed
+from noisevision.ssl.mixing import mix_batch, step_seed
 from noisevision.ssl.moco import MoCo
 from noisevision.ssl.prefetch import prefetch
-from noisevision.ssl.sources import (
-    GENERATOR_MODES,
-    DataSource,
-    _seed_for,
-    parse_data_spec,
-    source_image_side,
-    source_kind,
-)
-
-RECIPES = ("small", "moco")
-# Per-recipe defaults for the fields left None in PretrainConfig (reference Sec. 8.1 / 8.3).
-RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "small": {"epochs": 200, "batch_size": 768, "lr_per_256": 0.12, "crop": 64,
-              "image_size": DATASET_SCALES["small"]["resolution"],
-              "images": DATASET_SCALES["small"]["n"]},
-    "moco": {"epochs": 200, "batch_size": 256, "lr_per_256": 0.03, "crop": 224,
-             "image_size": DATASET_SCALES["large"]["resolution"],
-             "images": DATASET_SCALES["large"]["n"]},
-}
-SMALL_MILESTONES = (155 / 200, 170 / 200, 185 / 200)  # fractions of the run; x0.1 at each
-
-
-def _opt(default: Any, help: str, flag: str | None = None, **argparse_kwargs: Any) -> Any:
-    """A config field that is also a `pretrain` flag: one default and one help text.
-
-    `flag`: the option name ("--resolution"; default: the field name with dashes, "" for a
-    field without a flag); `argparse_kwargs`: type, choices or action for argparse.
-    """
-    return field(default=default, metadata={"help": help, "flag": flag,
-                                            "argparse": argparse_kwargs})
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """Everything a pretraining run computes from. Fields with a help text are `pretrain` flags
-    (noisevision.cli builds the parser from them); None means the recipe's default."""
-
-    data: str = _opt("", "SOURCE[:WEIGHT],... generator names and/or image folders (needed "
-                     "unless --resume finds the run's config)")
-    out: str = _opt("", "run folder", flag="")
-    recipe: str = _opt("small", "small = SmallAlexNet + Alignment/Uniformity, moco = MoCo v2 "
-                       "ResNet-50", choices=("small", "moco"))
-    images: int | None = _opt(None, "images per epoch (generators: the index set size; "
-                              "default 105,000 small / 1,300,000 moco; folders: their size)",
-                              type="count")
-    generator_mode: str = _opt("cached", "generators: cached = a fixed index set rendered "
-                               "once; continuous = fresh indices every epoch",
-                               flag="--generator-mode", choices=("cached", "continuous"))
-    image_size: int | None = _opt(None, "source image side (default 128 small / 256 moco; "
-                                  "folders: their side)", flag="--resolution",
-                                  type="resolution")
-    epochs: int | None = _opt(None, "epochs (default 200)", type="positive")
-    batch_size: int | None = _opt(None, "global batch over all processes (default 768 small / "
-                                  "256 moco)", type="positive")
-    lr: float | None = _opt(None, "learning rate (default 0.12 small / 0.03 moco x batch / 256)",
-                            type="positive_float")
-    momentum: float = _opt(0.9, "SGD momentum", type="momentum")
-    weight_decay: float = _opt(1e-4, "SGD weight decay", type="nonnegative_float")
-    crop: int | None = _opt(None, "crop side, at most the image side (default 64 small / 224 "
-                            "moco)", type="positive")
-    pre_resize: int | None = _opt(None, "small: resize to this side before cropping (paper "
-                                  "text: 96; reference: none)", type="resolution")
-    mix: str = _opt("none", "mix each image with --mix-count - 1 others of its batch before the "
-                    "two views are drawn (Shaders21k): mixup, cutmix or mixup+cutmix",
-                    choices=MIX_MODES)
-    mix_count: int = _opt(SHADERS21K_COUNT, "images per mix, the image itself included "
-                          "(Shaders21k: 6)", flag="--mix-count", type="positive")
-    width: float = _opt(1.0, "small: SmallAlexNet channel multiplier (1 = reference)",
-                        type="positive_float")
-    align_alpha: float = _opt(2.0, "small: alignment exponent", type="positive_float")
-    unif_t: float = _opt(2.0, "small: uniformity temperature", type="positive_float")
-    moco_dim: int = _opt(128, "moco: embedding size", type="positive")
-    moco_queue: int = _opt(65536, "moco: queue length K", type="positive")
-    moco_momentum: float = _opt(0.999, "moco: key-encoder EMA momentum", type="ema")
-    moco_temperature: float = _opt(0.2, "moco: InfoNCE temperature", type="positive_float")
-    moco_mlp: bool = _opt(True, "moco: 2-layer MLP head (MoCo v2)", flag="")
-    moco_bn: str = _opt("shuffle", "moco: batch-norm of the keys",
-                        choices=("shuffle", "sync", "none"))
-    seed: int = _opt(0, "model init, data order and augmentation draws", type="seed")
-    device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
-    precision: str = _opt("auto", "auto = bf16 on CUDA, fp32 on CPU",
-                          choices=("auto", "fp32", "bf16"))
-    channels_last: bool | None = _opt(None, "channels-last activations (default: on for CUDA)",
-                                      flag="")
-    compile: bool = _opt(False, "torch.compile the model", action="store_true")
-    workers: int = _opt(4, "loader processes for folders", type="loader_workers")
-    render_batch: int | None = _opt(None, "generator render batch of the cached set", flag="")
-    checkpoint_every: int | None = _opt(None, "steps between checkpoints (default: every "
-                                        "epoch)", type="positive")
-    log_every: int = _opt(20, "steps between log lines (and non-finite checks)",
-                          type="positive")
-    tensorboard: bool = _opt(False, "also write TensorBoard logs (needs tensorboard)",
-                             action="store_true")
-    quiet: bool = _opt(False, "no progress bar", action="store_true")
-
-    def __post_init__(self) -> None:
-        check(self.recipe in RECIPES, f"unknown recipe {self.recipe!r} "
-              f"(allowed: {', '.join(RECIPES)})")
-        check(self.generator_mode in GENERATOR_MODES, f"unknown generator mode "
-              f"{self.generator_mode!r} (allowed: {', '.join(GENERATOR_MODES)})")
-        check(self.precision in ("auto", "fp32", "bf16"),
-              f"unknown precision {self.precision!r} (allowed: auto, fp32, bf16)")
-        for f in dataclasses.fields(self):  # every flag's range, also for configs made in code
-            kind = f.metadata.get("argparse", {}).get("type")  # or read from a run's config.json
-            v = getattr(self, f.name)
-            if kind is not None and v is not None:
-                parse = argtypes.BY_NAME[kind]
-                check(parse.accepts(v), f"{f.name} must be {parse.__name__}, got {v!r}")
-        if self.recipe == "moco":
-            batch = self.batch_size or RECIPE_DEFAULTS["moco"]["batch_size"]
-            check(self.moco_queue >= batch, f"moco_queue ({self.moco_queue}) must hold at least "
-                  f"one global batch ({batch}): each step enqueues every key of the batch")
-        check(self.mix in MIX_MODES, f"unknown mix {self.mix!r} (allowed: "
-              f"{', '.join(MIX_MODES)})")
-        check(isinstance(self.mix_count, int) and self.mix_count >= 2,
-              f"mix_count must be an integer >= 2, got {self.mix_count!r}")
-
-    def resolved(self) -> PretrainConfig:
-        """Fill the recipe defaults in (the config written to RUN/config.json)."""
-        d = RECIPE_DEFAULTS[self.recipe]
-        image_size = self.image_size
-        if image_size is None:
-            image_size = _folder_only_size(self.data) or d["image_size"]
-        batch = self.batch_size or d["batch_size"]
-        return dataclasses.replace(
-            self, epochs=self.epochs or d["epochs"], batch_size=batch,
-            lr=self.lr or d["lr_per_256"] * batch / 256, crop=self.crop or d["crop"],
-            image_size=image_size, images=self.images if self.images or not _has_generator(
-                self.data) else d["images"])
-
-
-def _has_generator(spec: str) -> bool:
-    return any(source_kind(s.source) == "generator" for s in parse_data_spec(spec))
-
-
-def _folder_only_size(spec: str) -> int | None:
-    """Side of the first folder's images when --data is folders only (so they are not
-    resized); a shards folder's from its manifest."""
-    if _has_generator(spec):
-        return None
-    return source_image_side(parse_data_spec(spec)[0].source)
-
-
-def learning_rate(cfg: PretrainConfig, epoch: int) -> float:
-    """The schedule, a pure function of the epoch (nothing to save beyond the config)."""
-    if cfg.recipe == "small":
-        drops = sum(epoch >= round(f * cfg.epochs) for f in SMALL_MILESTONES)
-        return cfg.lr * 0.1 ** drops
-    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
+from noisevision.ssl.run_folder import prepare_run_folder, reset_started_run, trim_log
+from noisevision.ssl.sources import DataSource, _seed_for
 
 
 def build_model(cfg: PretrainConfig) -> nn.Module:
@@ -210,182 +59,6 @@ def build_model(cfg: PretrainConfig) -> nn.Module:
         return MoCo(build_encoder("resnet50"), dim=cfg.moco_dim, queue_size=cfg.moco_queue,
                     momentum=cfg.moco_momentum, temperature=cfg.moco_temperature,
                     mlp=cfg.moco_mlp, bn=cfg.moco_bn, seed=cfg.seed)
-
-
-# Files a run folder may hold: all written by `pretrain`; the ``*.tmp`` names are temporaries of
-# earlier versions (today's are hidden write_atomic temporaries, see `_is_temporary`).
-RUN_FILES = ("config.json", "config.json.tmp", "log.jsonl", "log.jsonl.tmp", "checkpoint.pt",
-             "checkpoint.pt.tmp", "encoder.pt", "encoder.pt.tmp", "tensorboard")
-# Fields that `--resume` may change: they do not change what the finished run computes, except
-# `epochs`, whose new value also stretches or shortens the learning-rate schedule.
-RESUME_CHANGEABLE = ("epochs", "device", "quiet", "workers", "checkpoint_every", "log_every",
-                     "tensorboard", "compile")
-LEGACY_FIELDS = ("stop_after",)  # config keys of earlier versions, ignored when read
-
-
-def config_from_dict(d: dict) -> PretrainConfig:
-    """A PretrainConfig from stored JSON (TypeError for unknown fields)."""
-    return PretrainConfig(**{k: v for k, v in d.items() if k not in LEGACY_FIELDS})
-
-
-def _run_folder_state(run: Path) -> str:
-    """'new' (absent or empty), 'started' (ours, no checkpoint yet) or 'checkpoint'."""
-    if run.is_symlink() and not run.exists():
-        raise UsageError(f"run folder {str(run)!r} is a broken symbolic link")
-    if run.exists() and not run.is_dir():
-        raise UsageError(f"run folder {str(run)!r} is a file (allowed: a new, empty or "
-                         "run folder)")
-    if not run.exists():
-        return "new"
-    entries = sorted(os.listdir(run))
-    if not entries:
-        return "new"
-    foreign = [e for e in entries if not is_run_file(e)]
-    if foreign:
-        raise UsageError(f"{str(run)!r} holds files that `pretrain` did not write "
-                         f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}): "
-                         "choose a new or empty --out")
-    return "checkpoint" if (run / "checkpoint.pt").is_file() else "started"
-
-
-def _is_temporary(name: str) -> bool:
-    """A write_atomic temporary of a run file (`.checkpoint.pt.1234.tmp`), left by a kill."""
-    parts = name.split(".")
-    return (name.startswith(".") and name.endswith(".tmp") and len(parts) >= 4
-            and ".".join(parts[1:-2]) in RUN_FILES and parts[-2].isdigit())
-
-
-def is_run_file(name: str) -> bool:
-    """Whether `name` (an entry of a run folder) is one `pretrain` writes, or its temporary."""
-    return name in RUN_FILES or _is_temporary(name)
-
-
-def _stored_config(run: Path) -> dict | None:
-    """The config of RUN/config.json when it is readable (a started run without checkpoint)."""
-    try:
-        data = json.loads((run / "config.json").read_text())
-        cfg = data["config"]
-        config_from_dict(cfg)
-        return {k: v for k, v in cfg.items() if k not in LEGACY_FIELDS}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _normalise(field: str, value: Any) -> Any:
-    if field == "data" and isinstance(value, str):
-        out = []
-        for s in parse_data_spec(value):
-            src = s.source
-            if source_kind(src) != "generator":
-                src = str(Path(src).resolve())
-            out.append((src, float(s.weight)))
-        return out
-    if field == "out":
-        return str(Path(value).resolve())
-    return value
-
-
-def resume_config(stored: PretrainConfig, given: PretrainConfig, explicit: set[str],
-                  epochs_done: int) -> tuple[PretrainConfig, list[str]]:
-    """The config of a resumed run: the stored one, with the changeable `explicit` fields.
-
-    A field in `explicit` that cannot change on resume must equal the stored value, else
-    UsageError names it. Returns the config and a description of each honoured change.
-    """
-    changes, updates = [], {}
-    for name in sorted(explicit):
-        new, old = getattr(given, name), getattr(stored, name)
-        if new is None or _normalise(name, new) == _normalise(name, old):
-            continue
-        if name not in RESUME_CHANGEABLE:
-            flag = "--" + name.replace("_", "-")
-            raise UsageError(
-                f"--resume cannot change {name} ({old!r} in the run, {new!r} given {flag}): "
-                f"it would change what the run computes; drop {flag} or start a new run "
-                "(another --out). Changeable on resume: "
-                + ", ".join("--" + c.replace("_", "-") for c in RESUME_CHANGEABLE))
-        if name == "epochs" and new < epochs_done:
-            raise UsageError(f"--epochs {new} is below the {epochs_done} epochs this run has "
-                             "completed (allowed: >= the completed epochs)")
-        updates[name] = new
-        changes.append(f"{name} {old!r} -> {new!r}"
-                       + (" (learning-rate schedule recomputed for the new length)"
-                          if name == "epochs" else ""))
-    return dataclasses.replace(stored, **updates), changes
-
-
-def _explicit_fields(config: PretrainConfig) -> set[str]:
-    """Library calls: the fields that differ from PretrainConfig's defaults (and data/out)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(PretrainConfig)}
-    return {k for k, v in dataclasses.asdict(config).items()
-            if k in ("data", "out") or v != defaults.get(k)}
-
-
-def _prepare_run_folder(config: PretrainConfig, resume: bool,
-                        explicit: set[str] | None) -> tuple[PretrainConfig, dict | None, str]:
-    """(config to train, checkpoint state or None, a note for the user) for RUN's state.
-
-    * new folder: train `config` from step 0;
-    * started (our files, no checkpoint yet: killed or failed before the first save): train
-      from step 0, with or without --resume; --resume takes the stored config and the given
-      flags over it (nothing was trained, so any flag may change);
-    * checkpoint: --resume continues it (see resume_config); a plain rerun is refused.
-    """
-    run = Path(config.out)
-    state = _run_folder_state(run)
-    explicit = _explicit_fields(config) if explicit is None else set(explicit) | {"out"}
-    if state == "checkpoint":
-        if not resume:
-            raise UsageError(f"run folder {str(run)!r} holds a checkpoint: pass --resume to "
-                             "continue it, or choose another --out")
-        ckpt = load_checkpoint(run / "checkpoint.pt")
-        try:
-            stored = config_from_dict(ckpt["config"])
-        except TypeError as exc:
-            raise UsageError(f"checkpoint {str(run / 'checkpoint.pt')!r} holds a config this "
-                             f"version cannot read ({exc})") from None
-        cfg, changes = resume_config(stored, config, explicit, int(ckpt["epoch"]))
-        note = (f"resuming {run} at epoch {ckpt['epoch']} step {ckpt['step']}"
-                + (f"; changed: {'; '.join(changes)}" if changes else ""))
-        return cfg, ckpt, note
-    if state == "started":
-        stored = _stored_config(run) if resume else None
-        if stored is not None:
-            given = {k: getattr(config, k) for k in explicit if getattr(config, k) is not None}
-            config = PretrainConfig(**{**stored, **given, "out": config.out})
-        elif resume and "data" not in explicit:
-            raise UsageError(f"run folder {str(run)!r} has no readable config.json and no "
-                             "checkpoint: give --data (and the other flags) to start it again")
-        return config.resolved(), None, (f"{run} has no checkpoint yet: starting from step 0"
-                                         + (" with its stored config" if stored else ""))
-    if resume and "data" not in explicit:
-        raise UsageError(f"no run in {str(run)!r} to resume: give --data (and the other "
-                         "flags) to start one")
-    return config.resolved(), None, ""
-
-
-def _reset_started_run(run: Path) -> None:
-    """Remove what a run killed before its first checkpoint left (only our own files)."""
-    for name in ("log.jsonl", "checkpoint.pt.tmp", "encoder.pt.tmp", "encoder.pt"):
-        (run / name).unlink(missing_ok=True)
-    for name in os.listdir(run):
-        if _is_temporary(name):
-            (run / name).unlink(missing_ok=True)
-
-
-def _trim_log(path: Path, done: int) -> None:
-    """Drop log lines past the checkpoint (they are logged again) and a half-written last line."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and rec.get("global_step", 0) <= done:
-            keep.append(line)
-    write_atomic(path, "".join(k + "\n" for k in keep).encode())
 
 
 def _check_cache_memory(source: DataSource, cfg: PretrainConfig, dev: torch.device,
@@ -499,7 +172,7 @@ class _Trainer:
                explicit: set[str] | None) -> _Trainer:
         self = cls()
         self.saver = BackgroundSaver()
-        cfg, state, note = _prepare_run_folder(config, resume, explicit)
+        cfg, state, note = prepare_run_folder(config, resume, explicit)
         self.cfg, self.info, self.run = cfg, info, Path(cfg.out)
         if note and info.is_main:
             print(f"noisevision: {note}", file=sys.stderr)
@@ -590,9 +263,9 @@ class _Trainer:
         if info.is_main:
             run.mkdir(parents=True, exist_ok=True)
             if state is None:
-                _reset_started_run(run)
+                reset_started_run(run)
             else:
-                _trim_log(run / "log.jsonl", self.done)
+                trim_log(run / "log.jsonl", self.done)
             _write_json(run / "config.json", {
                 "config": dataclasses.asdict(cfg), "augment": dataclasses.asdict(self.aug_cfg),
                 "data": None, "environment": provenance(self.dev, info.world_size)})

@@ -44,7 +44,7 @@ def _is_temporary_of(name: str, names) -> bool:
 
 def is_study_entry(rel: str, is_dir: bool) -> bool:
     """Whether `rel` (relative to the study folder) is a path a study writes."""
-    from noisevision.ssl.train import is_run_file
+    from noisevision.ssl.run_folder import is_run_file
 
     parts = rel.split("/")
     top = parts[0]
