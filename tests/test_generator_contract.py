@@ -95,6 +95,22 @@ def test_batch_invariance(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_thread_count_invariance(name):
+    """Image i is the same bytes whatever torch's intra-op thread count (another machine has
+    other cores): a family whose CPU kernels round with it declares `thread_sensitive`."""
+    gen, x = reference(name)
+    old = torch.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            y = gen.generate(range(N_IMAGES), seed=SEED, batch_size=N_IMAGES)
+            assert torch.equal(y, x), f"{threads} threads changed the images"
+            assert torch.get_num_threads() == threads  # restored after rendering
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_seeds_and_indices_differ(name):
     gen, x = reference(name)
     other = gen.generate(range(3), seed=SEED + 1, batch_size=3)

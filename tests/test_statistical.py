@@ -197,6 +197,7 @@ def test_pyramid_scales_follow_the_matlab_rule():
 def test_textured_dead_leaves_fill_each_leaf_with_a_pool_texture():
     """Every covered pixel shows its leaf's texture (8-bit) at the same position; leaves draw
     different textures; the pool is a pure function of (seed, texture index)."""
+    from noisevision.device import one_cpu_thread
     from noisevision.generators.statistical import StatisticalConfig, StatisticalModel
     from noisevision.generators.textured import TEXTURE_STREAM
 
@@ -206,7 +207,8 @@ def test_textured_dead_leaves_fill_each_leaf_with_a_pool_texture():
     ids, _ = gen.leaves.leaf_ids(idx, SEED)
     textures = StatisticalModel(StatisticalConfig(resolution=32, impose_wmm=True,
                                                   impose_color=True))
-    pool = textures.render_stream(torch.arange(8), SEED, TEXTURE_STREAM)
+    with one_cpu_thread(torch.device("cpu")):  # as images() renders a thread-sensitive family
+        pool = textures.render_stream(torch.arange(8), SEED, TEXTURE_STREAM)
     pool = (pool * 255).round() / 255  # stored as 8-bit
     choice = ImageRandom(SEED, idx, "dead_leaves_textured/choice").integers(
         0, 8, gen.config.max_leaves)

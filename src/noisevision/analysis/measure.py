@@ -31,6 +31,8 @@ class AnalysisConfig:
     batch: int = 64
     weights: str | None = None       # Inception weights file (default: converted, cached)
     workers: int = 1                 # CPU processes rendering a generator; threads decoding files
+    resolution: int | None = None    # generators render / photos are cropped at this side, px
+                                     # (None: each generator's default; photos 128)
     # keyword arguments of a metric's accumulator, e.g. {"coherence": {"weights": PATH}}
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     progress: bool = True
@@ -85,8 +87,9 @@ def analyze(sources: list[str], reference: str = PHOTOS, *, cfg: AnalysisConfig)
 
     metrics = [get_metric(name) for name in cfg.metrics]
     dev = resolve_device(cfg.device)
-    ref = open_source(reference, device=dev)
-    srcs = [open_source(s, device=dev, workers=cfg.workers) for s in sources]
+    ref = open_source(reference, device=dev, resolution=cfg.resolution)
+    srcs = [open_source(s, device=dev, resolution=cfg.resolution, workers=cfg.workers)
+            for s in sources]
     for m in metrics:  # too few images for a metric: refused before any work
         count = cfg.n_inception if m.input == "inception" else cfg.n
         if count < m.min_images:
@@ -112,7 +115,8 @@ def analyze(sources: list[str], reference: str = PHOTOS, *, cfg: AnalysisConfig)
             row.update(m.compare(states[m.name], ref_states[m.name]))
         rows.append(row)
     meta = {"command": "analyze", "reference": reference, "metrics": list(cfg.metrics),
-            "n": cfg.n, "n_inception": cfg.n_inception, "device": str(dev),
+            "n": cfg.n, "n_inception": cfg.n_inception, "resolution": cfg.resolution,
+            "sizes": {src.spec: src.resolution for src in [ref, *srcs]}, "device": str(dev),
             "extractor": extractor.identity() if extractor is not None else None,
             "notes": _notes(cfg.metrics), **provenance()}
     return {"meta": meta, "rows": rows}

@@ -114,6 +114,9 @@ def _add_analyze(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-inception", type=count_int, default=None,
                    help="images per source for the Inception metrics (default: 256 on a CPU, "
                         "--n on a GPU)")
+    p.add_argument("--resolution", type=resolution_int, default=None,
+                   help="side in px at which generator sources render and photos are cropped "
+                        "(default: each generator's own, photos 128); folders keep their size")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=bounded_count(4096), default=64)
     p.add_argument("--workers", type=workers_int, default=None,
@@ -175,6 +178,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     cfg = analysis.AnalysisConfig(metrics=tuple(names), n=args.n, n_inception=n_inc,
                                   device=str(dev), batch=args.batch_size, weights=args.weights,
                                   workers=args.workers or os.cpu_count() or 1,
+                                  resolution=args.resolution,
                                   options={"coherence": {"seed": args.seed,
                                                          "weights": args.lpips_weights}},
                                   progress=not args.quiet)

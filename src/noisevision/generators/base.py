@@ -28,13 +28,14 @@ functions); this is how dead_leaves.py registers one of its presets:
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 import torch
 
-from noisevision.device import resolve_device
+from noisevision.device import one_cpu_thread, resolve_device
 from noisevision.errors import ConfigError, UsageError, check
 from noisevision.registry import Registry
 from noisevision.rng import as_index_tensor
@@ -63,7 +64,11 @@ class Generator(abc.ABC):
     * `default_batch_size(device)` (optional): a batch that keeps memory modest there;
     * `cheap_settings` (optional): config fields that make the family fast enough to render a
       handful of images for tests and contact sheets in seconds (e.g. a small texture pool or a
-      narrow network), applied by the contract test, `noisevision demo` and `preview --cheap`.
+      narrow network), applied by the contract test, `noisevision demo` and `preview --cheap`;
+    * `thread_sensitive` (optional): True for a family whose CPU kernels round differently with
+      the number of torch intra-op threads (FFTs, iterated projections, optimisation): `images`
+      renders it with one thread on the CPU, so that image i is the same bytes on any machine
+      (the contract test compares 1, 2 and 3 threads for every family).
 
     Callers never call `render` directly: `images` is the one entry point (batches, the CUDA
     fixed-shape padding, the [0, 1] clamp, float or uint8 output).
@@ -71,6 +76,7 @@ class Generator(abc.ABC):
 
     config_cls: ClassVar[type]
     cheap_settings: ClassVar[dict[str, Any]] = {}
+    thread_sensitive: ClassVar[bool] = False
 
     def __init__(self, config: Any, name: str | None = None) -> None:
         if not isinstance(config, self.config_cls):
@@ -113,15 +119,16 @@ class Generator(abc.ABC):
         idx = as_index_tensor(list(indices) if not isinstance(indices, torch.Tensor) else indices,
                               device=dev)
         bs = batch_size or self.default_batch_size(dev)
-        if 0 < idx.numel() <= bs:  # one batch (training, the writer): no copy into `out`
-            x = self.render_batch(idx, seed, bs).clamp_(0.0, 1.0)
-            return x.float() if dtype == torch.float32 else to_uint8_tensor(x)
-        r = self.resolution
-        out = torch.empty(idx.numel(), 3, r, r, dtype=dtype, device=dev)
-        for i in range(0, idx.numel(), bs):
-            x = self.render_batch(idx[i:i + bs], seed, bs).clamp_(0.0, 1.0)
-            out[i:i + bs] = x if dtype == torch.float32 else to_uint8_tensor(x)
-        return out
+        with one_cpu_thread(dev) if self.thread_sensitive else contextlib.nullcontext():
+            if 0 < idx.numel() <= bs:  # one batch (training, the writer): no copy into `out`
+                x = self.render_batch(idx, seed, bs).clamp_(0.0, 1.0)
+                return x.float() if dtype == torch.float32 else to_uint8_tensor(x)
+            r = self.resolution
+            out = torch.empty(idx.numel(), 3, r, r, dtype=dtype, device=dev)
+            for i in range(0, idx.numel(), bs):
+                x = self.render_batch(idx[i:i + bs], seed, bs).clamp_(0.0, 1.0)
+                out[i:i + bs] = x if dtype == torch.float32 else to_uint8_tensor(x)
+            return out
 
     def generate(self, indices: Iterable[int] | torch.Tensor | int, seed: int = 0,
                  device: str | torch.device = "cpu",

@@ -148,6 +148,8 @@ _NETWORKS_LOCK = threading.Lock()
 class FeatVis(Generator):
     """Images optimised to excite one or two units of a random or pretrained network."""
 
+    # an optimisation: last-bit differences between thread counts grow over the Adam steps
+    thread_sensitive = True
     config_cls = FeatVisConfig
     cheap_settings = {"steps": 2}  # tests: 2 Adam steps (ResNet-50 takes ~0.1 s a step here)
 

@@ -335,6 +335,9 @@ def _slice_params(params: dict, start: int, stop: int) -> dict:
 class StatisticalModel(Generator):
     """Spectrum / wavelet-marginal / colour-histogram images (paper 3.3, reference 4.1)."""
 
+    # torch's inverse real FFT rounds differently with 1 and 2 threads (measured), and the
+    # iterated impositions amplify a last-bit difference into whole grey levels
+    thread_sensitive = True
     config_cls = StatisticalConfig
 
     def __init__(self, config: StatisticalConfig, name: str | None = None) -> None:

@@ -57,6 +57,7 @@ class TexturedDeadLeavesConfig(DeadLeavesConfig):
 class TexturedDeadLeaves(Generator):
     """Dead leaves filled with statistical textures from a seeded, lazily rendered pool."""
 
+    thread_sensitive = True  # its textures are stat_spectrum_color_wmm images
     config_cls = TexturedDeadLeavesConfig
     # small pool for the contract test (32 px): every property is the same, only cheaper
     cheap_settings = {"texture_pool": 16}  # contact sheets, tests: a 16-texture pool
