@@ -103,6 +103,8 @@ def test_analyze_writes_a_table_and_reuses_cached_features(tmp_path, monkeypatch
      "needs at least 4 images"),
     (["analyze", "--correlate", "x.json"], "--properties"),
     (["analyze", "dead_leaves_squares", "--n", "0"], "positive integer"),
+    (["analyze", "dead_leaves_squares", "--resolution", "8"], "a resolution"),
+    (["analyze", "stat_wmm", "--resolution", "18", "--metrics", "spectrum"], "multiple of 4"),
 ])
 def test_bad_analyze_invocations_are_one_line(tmp_path, monkeypatch, capsys, argv, needle):
     monkeypatch.chdir(tmp_path)
@@ -112,6 +114,24 @@ def test_bad_analyze_invocations_are_one_line(tmp_path, monkeypatch, capsys, arg
         rc = exc.code
     err = capsys.readouterr().err.strip()
     assert rc == 2 and needle in err and len(err.splitlines()) == 1, err
+
+
+def test_a_generator_at_resolution_r_measures_as_its_dataset_written_at_r(tmp_path):
+    """--resolution renders generator sources (and crops the photos) at R; the numbers are those
+    of the dataset `generate` writes at R, thread-sensitive families included (the analysis
+    renders with the machine's threads, datasets are written with one)."""
+    data = tmp_path / "data"
+    assert main(["generate", "stat_spectrum_color", "--n", "12", "--resolution", "32",
+                 "--out", str(data), "--quiet", "--workers", "1"]) == 0
+    out = tmp_path / "res"
+    assert main(["analyze", "stat_spectrum_color", str(data), "--resolution", "32", "--n", "12",
+                 "--metrics", "spectrum,colour", "--workers", "1", "--out", str(out),
+                 "--quiet", "--device", "cpu"]) == 0
+    result = json.loads((out / "analysis.json").read_text())
+    assert result["meta"]["sizes"] == {"photos": 32, "stat_spectrum_color": 32, str(data): 32}
+    ref, gen, folder = result["rows"]
+    for key in ("alpha_mean", "alpha_std", "colour_kl", "lab_L_mean", "lab_a_mean"):
+        assert gen[key] == folder[key], key
 
 
 def _probe_results(path: Path, acc: dict[str, float]) -> Path:
