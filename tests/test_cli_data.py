@@ -239,6 +239,10 @@ def test_console_script_and_module_entry_point(tmp_path):
                           check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("noisevision: error: unknown generator 'nope'")
+    # the README's `torchrun ... -m noisevision -- CMD`: a launcher may pass the -- on
+    proc = subprocess.run([sys.executable, "-m", "noisevision", "--", "list"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and GEN in proc.stdout
 
 
 def test_usage_error_for_missing_n(tmp_path):

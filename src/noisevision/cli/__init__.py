@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     memory) become one line `noisevision: error: ...` and exit status 2; bugs keep their
     traceback."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:  # `torchrun ... -m noisevision -- CMD`: some launchers pass the -- on
+        argv = argv[1:]
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
