@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,6 +72,35 @@ def test_resume_after_kill_is_bitwise_identical(images, tmp_path):
     assert losses_resumed[-3:] == losses_full[-3:]
     cfg = json.loads((full / "config.json").read_text())
     assert cfg["config"]["recipe"] == "small" and cfg["environment"]["torch"] == torch.__version__
+
+
+def test_a_moved_run_folder_with_a_probes_results_beside_it_resumes_exactly(images, tmp_path):
+    """Runs are copied between machines and probed into their own folder (probe --out RUN):
+    neither may block --resume. The copy continues as the original would have."""
+    import shutil
+
+    full = pretrain(_cfg(images, tmp_path / "full", epochs=3))
+    first = tmp_path / "first"
+    pretrain(_cfg(images, first, epochs=1))
+    moved = tmp_path / "elsewhere" / "moved"
+    shutil.copytree(first, moved)
+    shutil.rmtree(first)
+    (moved / "results.json").write_text('{"meta": {}, "rows": []}')  # as probe --out RUN leaves
+    (moved / "notes.txt").write_text("lr sweep, second try")
+    assert cli_main(["pretrain", "--out", str(moved), "--resume", "--epochs", "3", "--quiet",
+                     "--workers", "0"]) == 0
+    a = torch.load(full / "encoder.pt", weights_only=True)["state_dict"]
+    b = torch.load(moved / "encoder.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (moved / "notes.txt").read_text() == "lr sweep, second try"
+    stored = json.loads((moved / "config.json").read_text())["config"]
+    assert Path(stored["out"]).resolve() == moved.resolve()
+    # a fresh start is still refused in a folder of other files
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("x")
+    with pytest.raises(UsageError, match="holds files that `pretrain` did not write"):
+        pretrain(_cfg(images, other))
 
 
 def test_loss_falls(images, tmp_path):

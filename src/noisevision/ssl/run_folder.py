@@ -43,12 +43,15 @@ def _run_folder_state(run: Path) -> str:
     entries = sorted(os.listdir(run))
     if not entries:
         return "new"
+    if (run / "checkpoint.pt").is_file():
+        # a run to continue: files beside it (a probe's results.json, notes) stay untouched
+        return "checkpoint"
     foreign = [e for e in entries if not is_run_file(e)]
     if foreign:
         raise UsageError(f"{str(run)!r} holds files that `pretrain` did not write "
                          f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}): "
                          "choose a new or empty --out")
-    return "checkpoint" if (run / "checkpoint.pt").is_file() else "started"
+    return "started"
 
 
 def _is_temporary(name: str) -> bool:
@@ -99,6 +102,10 @@ def resume_config(stored: PretrainConfig, given: PretrainConfig, explicit: set[s
     for name in sorted(explicit):
         new, old = getattr(given, name), getattr(stored, name)
         if new is None or _normalise(name, new) == _normalise(name, old):
+            continue
+        if name == "out":  # the folder was moved or copied: the run is where it is now
+            updates[name] = new
+            changes.append(f"run folder {old!r} -> {new!r} (moved or copied)")
             continue
         if name not in RESUME_CHANGEABLE:
             flag = "--" + name.replace("_", "-")
