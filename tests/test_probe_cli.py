@@ -24,6 +24,7 @@ def test_probe_cli_on_an_image_folder(tmp_path, capsys):
     assert code == 0
     rows = json.loads((tmp_path / "res" / "results.json").read_text())["rows"]
     assert len(rows) == 8  # 4 feature sets x (linear, knn)
+    assert {r["seed"] for r in rows if r["method"] == "linear"} == {0}  # --seed's default
     mean_colour = [r for r in rows if r["encoder"] == "mean colour"]
     assert all(r["val_acc"] == 1.0 for r in mean_colour)  # red vs blue: colour decides
     assert "| run |" in capsys.readouterr().out

@@ -90,6 +90,17 @@ def test_augmented_probe_crops_are_a_function_of_seed_epoch_and_image_not_of_wor
     assert r0["log"] == r2["log"] and r0["val_acc"] == r2["val_acc"]
 
 
+def test_the_seed_reaches_the_heads_init_and_data_order_in_both_modes():
+    """probe --seed N: N runs of a probe give a spread, not N copies of one number."""
+    task = colour_task(24, 12)
+    model = random_init_encoder("small_alexnet", {"width": 0.125, "input_size": 32})
+    for mode in ("cached", "augmented"):
+        runs = [linear_probe(model, task, recipe_for("small_alexnet", mode, 2, seed=s))
+                for s in (0, 0, 1)]
+        assert [r["config"]["seed"] for r in runs] == [0, 0, 1]
+        assert runs[0]["log"] == runs[1]["log"] and runs[0]["log"] != runs[2]["log"], mode
+
+
 def test_check_unchanged_detects_a_changed_weight_or_buffer():
     model = random_init_encoder("small_alexnet", {"width": 0.125, "input_size": 32})
     before = weights_snapshot(model)

@@ -62,7 +62,9 @@ def _add_probe(p: argparse.ArgumentParser) -> None:
                    help="Fashion-MNIST: class-balanced training subset size (default all 60000)")
     p.add_argument("--fashion-val", type=positive_int, default=None,
                    help="Fashion-MNIST: test subset size (default all 10000)")
-    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0,
+                   help="the linear head's init, data order and (augmented) crops, capped "
+                        "subsets, photo crops and the random-init baseline (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="feature extraction batch")
     p.add_argument("--workers", type=loader_workers_int, default=0,

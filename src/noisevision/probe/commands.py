@@ -54,7 +54,7 @@ def _run(args: argparse.Namespace, methods: tuple[str, ...], progress) -> int:
                                                                     seed=args.seed)})
     tasks = load_tasks(args.data, max_per_split=args.max_per_split, seed=args.seed,
                        fashion_n_train=args.fashion_train, fashion_n_val=args.fashion_val)
-    linear = recipe_for(arch, args.mode, args.epochs)
+    linear = recipe_for(arch, args.mode, args.epochs, seed=args.seed)
     log = None if args.quiet else print
     t0 = time.perf_counter()
     rows = evaluate(encoders, tasks, methods=methods, linear=linear,

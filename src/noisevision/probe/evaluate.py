@@ -80,7 +80,7 @@ def evaluate(encoders: dict[str, nn.Module], tasks: Sequence[EvalTask], *,
                                      num_workers=num_workers,
                                      features=feats if linear.mode == "cached" else None)
                     extra = {"mode": linear.mode, "epochs": linear.epochs,
-                             "train_acc": r.get("train_acc")}
+                             "seed": linear.seed, "train_acc": r.get("train_acc")}
                 else:
                     r = knn_accuracy(*feats, task.num_classes, k=knn.k,
                                      temperature=knn.temperature)

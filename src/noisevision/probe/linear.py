@@ -86,13 +86,16 @@ RESNET50_RECIPE = LinearProbeConfig(optimizer="sgd", lr=30.0, batch_size=256, ga
                                     mode="augmented", standardize=False)
 
 
-def recipe_for(arch: str, mode: str = "cached", epochs: int | None = None) -> LinearProbeConfig:
-    """The paper's probe for `arch` in `mode`; cached mode always uses the Adam recipe."""
+def recipe_for(arch: str, mode: str = "cached", epochs: int | None = None,
+               seed: int = 0) -> LinearProbeConfig:
+    """The paper's probe for `arch` in `mode` (cached mode always uses the Adam recipe), its head
+    initialised, its data shuffled and (augmented) its crops drawn from `seed`."""
     if mode == "augmented":
         cfg = RESNET50_RECIPE if arch == "resnet50" else LinearProbeConfig(mode="augmented",
                                                                            standardize=False)
     else:
         cfg = LinearProbeConfig(mode=mode)
+    cfg = dataclasses.replace(cfg, seed=seed)
     return cfg.scaled(epochs) if epochs else cfg
 
 

@@ -103,7 +103,7 @@ def baselines_step(out: Path, st: StudyTask, recipe: str, b: StudyBudget, seed: 
     encoders = {f"random-init {arch}": random_init_encoder(arch, kwargs, seed=seed),
                 "raw pixels": RawPixels(size, side=min(32, size)), "mean colour": MeanColour(size)}
     t0 = time.perf_counter()
-    rows = _evaluate(encoders, st, arch, b, device)
+    rows = _evaluate(encoders, st, arch, b, device, seed)
     record = {"task": st.name, "rows": rows, "seconds": round(time.perf_counter() - t0, 2),
               "device": str(device)}
     folder.write_step(out, folder.BASELINES, name, record)
@@ -111,12 +111,12 @@ def baselines_step(out: Path, st: StudyTask, recipe: str, b: StudyBudget, seed: 
 
 
 def _evaluate(encoders: dict, st: StudyTask, arch: str, b: StudyBudget,
-              device: torch.device) -> list[dict]:
+              device: torch.device, seed: int) -> list[dict]:
     from noisevision.probe.evaluate import KnnConfig, evaluate
     from noisevision.probe.linear import recipe_for
 
     rows = evaluate(encoders, [st.task], methods=("linear", "knn"),
-                    linear=recipe_for(arch, "cached", b.probe_epochs), knn=KnnConfig(),
+                    linear=recipe_for(arch, "cached", b.probe_epochs, seed=seed), knn=KnnConfig(),
                     device=device)
     return [{**r, "group": st.group} for r in rows]
 
@@ -239,7 +239,8 @@ def step_probe(ctx: FamilyContext, step: str) -> dict:
     st = next(t for t in ctx.tasks if f"probe-{slug(t.name)}" == step)
     model, _ = load_probe_encoder(ctx.out / "runs" / ctx.key, device=ctx.device)
     arch, _, _ = arch_settings(ctx.recipe, ctx.budget)
-    rows = _evaluate({f"noise: {ctx.family}": model}, st, arch, ctx.budget, ctx.device)
+    rows = _evaluate({f"noise: {ctx.family}": model}, st, arch, ctx.budget, ctx.device,
+                     ctx.seed)
     return {"task": st.name, "rows": rows}
 
 
