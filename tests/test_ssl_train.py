@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 
 from noisevision.cli import main as cli_main
-from noisevision.errors import UsageError
+from noisevision.errors import ConfigError, UsageError
+from noisevision.ssl.config import RECIPE_ONLY
 from noisevision.ssl.sources import DataSource
 from noisevision.ssl.train import PretrainConfig, pretrain
 
@@ -45,6 +46,8 @@ def images(tmp_path_factory):
 def _cfg(data, out, **kw):
     base = dict(crop=32, width=0.125, epochs=2, batch_size=16, lr=0.01, log_every=1,
                 quiet=True, workers=0)
+    if kw.get("recipe") == "moco":
+        del base["width"]  # SmallAlexNet's: the moco recipe refuses it
     base.update(kw)
     return PretrainConfig(data=str(data), out=str(out), **base)
 
@@ -325,8 +328,6 @@ def test_every_typed_field_is_range_checked_in_the_config_and_on_the_command_lin
     from a run's config.json). SGD momentum 0 is plain SGD; 1 or more never decays."""
     import dataclasses
 
-    from noisevision.errors import ConfigError
-
     flags = dict((name, flag) for flag, name in __import__(
         "noisevision.cli", fromlist=["pretrain_flags"]).pretrain_flags())
     typed = [(f.name, f.metadata["argparse"]["type"]) for f in dataclasses.fields(PretrainConfig)
@@ -344,11 +345,45 @@ def test_every_typed_field_is_range_checked_in_the_config_and_on_the_command_lin
                 rc = exc.code
             err = capsys.readouterr().err.strip()
             assert rc == 2 and len(err.splitlines()) == 1 and not out.exists(), (name, bad, err)
-        if kind in _EDGE:
-            PretrainConfig(data="dead_leaves_squares", **{name: _EDGE[kind]})
+        if kind in _EDGE:  # under the recipe that reads the field
+            recipe = "moco" if name in RECIPE_ONLY["moco"] else "small"
+            PretrainConfig(data="dead_leaves_squares", recipe=recipe, **{name: _EDGE[kind]})
     with pytest.raises(ConfigError, match="moco_queue"):  # each step enqueues a whole batch
         PretrainConfig(data="x", recipe="moco", batch_size=64, moco_queue=32)
     PretrainConfig(data="x", recipe="moco", batch_size=64, moco_queue=64)
+
+
+def test_a_flag_of_the_other_recipe_is_refused_not_ignored(images, tmp_path, capsys):
+    """--width under moco trained a full ResNet-50, --moco-dim under small nothing at all;
+    both are now one line, before anything is written. A moco run's own flags on --resume
+    are read against its recipe and batch, not the defaults."""
+    for recipe, names in RECIPE_ONLY.items():
+        other = "moco" if recipe == "small" else "small"
+        for name in names:
+            flag = "--" + name.replace("_", "-")
+            value = {"moco_mlp": None, "moco_bn": "none", "pre_resize": "48",
+                     "moco_momentum": "0.5"}.get(name, "3")
+            if value is None:
+                continue  # no flag (--moco-mlp is config-only)
+            out = tmp_path / f"{other}_{name}"
+            assert cli_main(["pretrain", "--data", str(images), "--out", str(out),
+                             "--recipe", other, flag, value]) == 2
+            err = capsys.readouterr().err.strip()
+            assert f"applies to --recipe {recipe} only" in err and len(err.splitlines()) == 1
+            assert not out.exists()
+    with pytest.raises(ConfigError, match="moco_mlp"):
+        PretrainConfig(data="x", moco_mlp=False)
+    run = tmp_path / "moco"
+    pretrain(_cfg(images, run, recipe="moco", batch_size=8, epochs=1, moco_queue=16, lr=0.03))
+    assert cli_main(["pretrain", "--out", str(run), "--resume", "--epochs", "2",
+                     "--moco-queue", "16", "--quiet", "--workers", "0"]) == 0
+    assert cli_main(["pretrain", "--out", str(run), "--resume", "--moco-queue", "32"]) == 2
+    assert "cannot change moco_queue" in capsys.readouterr().err
+    # a config stored by an earlier version with the other recipe's field set reads as default
+    from noisevision.ssl.run_folder import config_from_dict
+
+    stored = json.loads((run / "config.json").read_text())["config"]
+    assert config_from_dict({**stored, "width": 0.5}).width == 1.0
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGUSR1"])

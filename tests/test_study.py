@@ -208,6 +208,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(study, tmp_path, capsys
          "largest that fits is --images"),
         (["--families", "dead_leaves_shapes", "--crop", "128"], "larger than"),
         (["--families", "stylegan_oriented", "--resolution", "48"], "not supported"),
+        (["--families", "dead_leaves_shapes", "--recipe", "moco", "--width", "0.5"],
+         "applies to --recipe small only"),
     ]
     for extra, expected in cases:
         assert main(["study", "--budget", "tiny", "--out", str(fresh), *extra]) == 2, extra

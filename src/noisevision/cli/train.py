@@ -63,7 +63,14 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     if "data" not in given and not args.resume:
         raise UsageError("say what to train on: --data SOURCE[:WEIGHT],... (generator names "
                          "or image folders)")
-    cfg = PretrainConfig(**{**given, "out": args.out})
+    base = {}
+    if args.resume:  # the flags given over the run's own config, not over the defaults: a moco
+        from pathlib import Path  # run's --moco-queue is checked against its recipe and batch
+
+        from noisevision.ssl.run_folder import stored_config
+
+        base = stored_config(Path(args.out)) or {}
+    cfg = PretrainConfig(**{**base, **given, "out": args.out})
     run = pretrain(cfg, resume=args.resume, explicit=set(given))
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(f"{run}: encoder.pt written")

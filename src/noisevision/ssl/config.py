@@ -26,6 +26,12 @@ RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
              "images": DATASET_SCALES["large"]["n"]},
 }
 SMALL_MILESTONES = (155 / 200, 170 / 200, 185 / 200)  # fractions of the run; x0.1 at each
+# Fields that only one recipe reads: set for the other recipe they would be ignored in silence.
+RECIPE_ONLY: dict[str, tuple[str, ...]] = {
+    "small": ("width", "align_alpha", "unif_t", "pre_resize"),
+    "moco": ("moco_dim", "moco_queue", "moco_momentum", "moco_temperature", "moco_mlp",
+             "moco_bn"),
+}
 
 
 def _opt(default: Any, help: str, flag: str | None = None, **argparse_kwargs: Any) -> Any:
@@ -118,10 +124,23 @@ class PretrainConfig:
             batch = self.batch_size or RECIPE_DEFAULTS["moco"]["batch_size"]
             check(self.moco_queue >= batch, f"moco_queue ({self.moco_queue}) must hold at least "
                   f"one global batch ({batch}): each step enqueues every key of the batch")
+        for name in self.inapplicable():
+            f = next(f for f in dataclasses.fields(self) if f.name == name)
+            flag = f.metadata.get("flag")
+            flag = flag if flag else "--" + name.replace("_", "-")
+            owner = next(r for r, names in RECIPE_ONLY.items() if name in names)
+            check(False, f"{flag} ({name}={getattr(self, name)!r}) applies to --recipe {owner} "
+                  f"only; this run's recipe is {self.recipe}: drop {flag}")
         check(self.mix in MIX_MODES, f"unknown mix {self.mix!r} (allowed: "
               f"{', '.join(MIX_MODES)})")
         check(isinstance(self.mix_count, int) and self.mix_count >= 2,
               f"mix_count must be an integer >= 2, got {self.mix_count!r}")
+
+    def inapplicable(self) -> list[str]:
+        """Fields of the other recipe set away from their defaults (they would be ignored)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return [name for recipe, names in RECIPE_ONLY.items() if recipe != self.recipe
+                for name in names if getattr(self, name) != defaults[name]]
 
     def resolved(self) -> PretrainConfig:
         """Fill the recipe defaults in (the config written to RUN/config.json)."""

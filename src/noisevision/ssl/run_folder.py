@@ -12,7 +12,7 @@ from typing import Any
 from noisevision.data.encode import write_atomic
 from noisevision.errors import UsageError
 from noisevision.ssl.checkpoint import load_checkpoint
-from noisevision.ssl.config import PretrainConfig
+from noisevision.ssl.config import RECIPE_ONLY, PretrainConfig
 from noisevision.ssl.sources import parse_data_spec, source_kind
 
 # Files a run folder may hold: all written by `pretrain`; the ``*.tmp`` names are temporaries of
@@ -27,8 +27,13 @@ LEGACY_FIELDS = ("stop_after",)  # config keys of earlier versions, ignored when
 
 
 def config_from_dict(d: dict) -> PretrainConfig:
-    """A PretrainConfig from stored JSON (TypeError for unknown fields)."""
-    return PretrainConfig(**{k: v for k, v in d.items() if k not in LEGACY_FIELDS})
+    """A PretrainConfig from stored JSON (TypeError for unknown fields). Fields of the other
+    recipe that earlier versions stored (and ignored) read as their defaults."""
+    d = {k: v for k, v in d.items() if k not in LEGACY_FIELDS}
+    other = [n for r, names in RECIPE_ONLY.items() if r != d.get("recipe", "small")
+             for n in names]
+    defaults = {f.name: f.default for f in dataclasses.fields(PretrainConfig)}
+    return PretrainConfig(**{k: defaults[k] if k in other else v for k, v in d.items()})
 
 
 def _run_folder_state(run: Path) -> str:
@@ -66,7 +71,7 @@ def is_run_file(name: str) -> bool:
     return name in RUN_FILES or _is_temporary(name)
 
 
-def _stored_config(run: Path) -> dict | None:
+def stored_config(run: Path) -> dict | None:
     """The config of RUN/config.json when it is readable (a started run without checkpoint)."""
     try:
         data = json.loads((run / "config.json").read_text())
@@ -159,7 +164,7 @@ def prepare_run_folder(config: PretrainConfig, resume: bool,
                 + (f"; changed: {'; '.join(changes)}" if changes else ""))
         return cfg, ckpt, note
     if state == "started":
-        stored = _stored_config(run) if resume else None
+        stored = stored_config(run) if resume else None
         if stored is not None:
             given = {k: getattr(config, k) for k in explicit if getattr(config, k) is not None}
             config = PretrainConfig(**{**stored, **given, "out": config.out})

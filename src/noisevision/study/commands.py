@@ -51,6 +51,9 @@ def run_study_command(args: argparse.Namespace) -> int:
             if m not in list_metrics():
                 raise UsageError(METRICS.unknown_message(m))
         overrides["metrics"] = tuple(names)
+    if args.recipe == "moco" and "width" in overrides:  # never ignored in silence
+        raise UsageError("--width (SmallAlexNet's channel multiplier) applies to --recipe small "
+                         "only; the moco recipe trains a full ResNet-50: drop --width")
     if not families and not args.resume:
         raise UsageError("say which families to study: --families A,B,... (generator names, "
                          "a+b mixtures or image folders), or --resume an earlier study")
