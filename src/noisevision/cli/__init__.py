@@ -19,6 +19,7 @@ from noisevision.cli.common import (  # noqa: F401  (the package's public helper
     generator_options,
     parse_indices,
     parse_set,
+    track_given,
 )
 from noisevision.cli.data import (  # noqa: F401  (_cmd_generate: tests call it directly)
     _add_generate,
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text, add_arguments, handler in COMMANDS:
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_arguments(p)
+        track_given(p)  # handlers refuse flags that would be ignored (refuse_inapplicable)
         p.set_defaults(handler=handler)
     return parser
 

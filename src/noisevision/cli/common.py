@@ -1,8 +1,10 @@
-"""Shared by the subcommands: index lists, --set options, the Handler type."""
+"""Shared by the subcommands: index lists, --set options, the flags a user gave, the Handler
+type."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections.abc import Callable
 
@@ -86,3 +88,47 @@ def format_indices(indices: list[int], limit: int = 20) -> str:
             runs.append([i, i])
     text = ",".join(f"{a}-{b}" if b > a else str(a) for a, b in runs[:limit])
     return text + (",..." if len(runs) > limit else "")
+
+
+# ------------------------------------------------------------------- flags that would be ignored
+
+_GIVEN = "_given_flags"
+
+
+def track_given(parser: argparse.ArgumentParser) -> None:
+    """Let `given(args)` tell the flags a user typed from argparse's defaults: every optional
+    action of `parser` records its flag when it runs (argparse runs an action only for a flag on
+    the command line; a subcommand's namespace is copied into the top one, records included)."""
+    for action in parser._actions:
+        if action.option_strings and not isinstance(
+                action, (argparse._HelpAction, argparse._VersionAction)):
+            action.__class__ = _recording(type(action))
+
+
+@functools.cache
+def _recording(base: type) -> type:
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: N807
+        if getattr(namespace, _GIVEN, None) is None:
+            setattr(namespace, _GIVEN, {})
+        getattr(namespace, _GIVEN)[self.dest] = option_string or self.option_strings[0]
+        return base.__call__(self, parser, namespace, values, option_string)
+
+    return type(f"Recording{base.__name__}", (base,), {"__call__": __call__})
+
+
+def given(args: argparse.Namespace) -> dict[str, str]:
+    """dest -> the flag as typed, for every flag on the command line."""
+    return dict(getattr(args, _GIVEN, None) or {})
+
+
+def refuse_inapplicable(args: argparse.Namespace,
+                        rules: list[tuple[str, bool, str]]) -> None:
+    """A flag given where it has no effect is refused, never ignored in silence: for each rule
+    (dest, applies, where), UsageError "FLAG applies to WHERE only" if the flag was given and
+    does not apply."""
+    typed = given(args)
+    for dest, applies, where in rules:
+        if dest in typed and not applies:
+            flag = typed[dest]
+            raise UsageError(f"{flag} applies to {where} only; it would be ignored here: drop "
+                             f"{flag}")

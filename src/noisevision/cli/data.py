@@ -22,6 +22,7 @@ from noisevision.cli.common import (
     format_indices,
     generator_options,
     parse_indices,
+    refuse_inapplicable,
 )
 from noisevision.errors import UsageError
 
@@ -91,6 +92,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
         generator_cls, _ = GENERATORS.get(args.name).factory
         opts = {**generator_cls.cheap_settings, **opts}
     gen = create_generator(args.name, **opts)
+    refuse_inapplicable(args, [("n", not args.indices, "a sheet without --indices")])
     indices = (parse_indices(args.indices, MAX_PREVIEW) if args.indices
                else list(range(args.n)))
     device = resolve_device(args.device)
@@ -181,6 +183,9 @@ def _generate(args: argparse.Namespace, ranks) -> int:
     for key in encoding:
         if getattr(args, key) is not None:
             encoding[key] = getattr(args, key)
+    jpeg = encoding["format"] == "jpg"
+    refuse_inapplicable(args, [("jpeg_quality", jpeg, "--format jpg"),
+                               ("jpeg_subsampling", jpeg, "--format jpg")])
     if args.sheet:
         _render_fits(gen, 16, "--resolution")
     result = write_dataset(gen, args.out, n, seed=args.seed, start=args.start,

@@ -18,6 +18,7 @@ from noisevision.argtypes import (
 from noisevision.cli.common import (
     bounded_count,
     parse_indices,
+    refuse_inapplicable,
 )
 from noisevision.errors import UsageError
 
@@ -152,8 +153,17 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             m = get_metric(name)
             print(f"{name:<10} {m.input:<9} {m.description}")
         return 0
+    correlating = bool(args.correlate)
+    refuse_inapplicable(args, [
+        (dest, not correlating, "a measurement (analyze SOURCE ...)")
+        for dest in ("reference", "metrics", "n", "n_inception", "resolution", "batch_size",
+                     "workers", "weights", "lpips_weights", "seed", "device")] + [
+        (dest, correlating, "--correlate") for dest in ("properties", "task", "method")])
     check_output_dir(args.out)
     if args.correlate:
+        if args.sources:
+            raise UsageError("--correlate reads results and an analysis: SOURCE arguments "
+                             f"({' '.join(args.sources)}) would be ignored; drop them")
         if not args.properties:
             raise UsageError("--correlate needs --properties ANALYSIS_JSON (the analysis.json of "
                              "`noisevision analyze`)")
@@ -173,6 +183,12 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     for name in names:
         if name not in list_metrics():
             raise UsageError(METRICS.unknown_message(name))
+    inception = any(get_metric(name).input == "inception" for name in names)
+    refuse_inapplicable(args, [
+        ("n_inception", inception, "the Inception metrics (fid, kid, prc, volume)"),
+        ("weights", inception, "the Inception metrics (fid, kid, prc, volume)"),
+        ("lpips_weights", "coherence" in names, "--metrics with coherence"),
+        ("seed", "coherence" in names, "--metrics with coherence")])
     from noisevision.device import resolve_device
 
     dev = resolve_device(args.device)

@@ -10,10 +10,21 @@ from noisevision.errors import UsageError
 
 
 def run_probe(args: argparse.Namespace) -> int:
+    from noisevision.cli.common import refuse_inapplicable
+    from noisevision.probe.datasets import data_kind
     from noisevision.probe.evaluate import check_results_folder
     from noisevision.probe.progress import ProbeProgress
 
     methods = ("linear", "knn") if args.method == "both" else (args.method,)
+    kind = data_kind(args.data)
+    refuse_inapplicable(args, [
+        ("k", "knn" in methods, "--method knn or both"),
+        ("temperature", "knn" in methods, "--method knn or both"),
+        ("epochs", "linear" in methods, "--method linear or both"),
+        ("mode", "linear" in methods, "--method linear or both"),
+        ("fashion_train", kind == "fashion-mnist", "--data fashion-mnist"),
+        ("fashion_val", kind == "fashion-mnist", "--data fashion-mnist"),
+        ("max_per_split", kind == "folder", "ImageFolder, suite and shard tasks")])
     if not args.out:
         return _run(args, methods, None)
     check_results_folder(args.out)  # before minutes of work; finished rows are kept as they come

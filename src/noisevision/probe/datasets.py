@@ -364,21 +364,34 @@ def _photo_name(path: Path) -> str:
 # ------------------------------------------------------------------ resolve a --data argument
 
 
+def data_kind(spec: str | Path) -> str:
+    """What `--data` names: "fashion-mnist" (the name, or a folder of its idx files),
+    "photo-crops", or "folder" (an ImageFolder, a suite, labelled shards; or nothing valid)."""
+    name = str(spec)
+    if name in ("fashion-mnist", "photo-crops"):
+        return name
+    root = Path(name)
+    if root.is_dir() and not is_image_folder(root) and any(
+            (root / f"train-images-idx3-ubyte{ext}").is_file() for ext in (".gz", "")):
+        return "fashion-mnist"
+    return "folder"
+
+
 def load_tasks(spec: str | Path, *, max_per_split: int | None = None, seed: int = 0,
                fashion_n_train: int | None = None, fashion_n_val: int | None = None,
                photo_train: int = 40, photo_val: int = 20) -> list[EvalTask]:
     """``fashion-mnist`` | ``photo-crops`` | an ImageFolder DIR | a suite DIR -> tasks."""
-    name = str(spec)
+    name, kind = str(spec), data_kind(spec)
     if name == "fashion-mnist":
         return [load_fashion_mnist(fashion_n_train, fashion_n_val)]
-    if name == "photo-crops":
+    if kind == "photo-crops":
         return [load_photo_crops(photo_train, photo_val, seed=seed)]
     root = Path(name)
+    if kind == "fashion-mnist":
+        return [load_fashion_mnist(fashion_n_train, fashion_n_val, root=root)]
     if not root.is_dir():
         raise UsageError(f"unknown data {name!r} (allowed: {', '.join(BUILTIN_TASKS)}, "
                          "an ImageFolder DIR with train/ and val/, or a folder of such DIRs)")
     if is_image_folder(root):
         return [load_image_folder(root, max_per_split, seed)]
-    if any((root / f"train-images-idx3-ubyte{ext}").is_file() for ext in (".gz", "")):
-        return [load_fashion_mnist(fashion_n_train, fashion_n_val, root=root)]
     return load_suite(root, 20000 if max_per_split is None else max_per_split, seed)
