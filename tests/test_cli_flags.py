@@ -48,6 +48,13 @@ def test_the_parser_records_the_flags_typed_not_its_defaults():
     (["analyze", GEN, "--metrics", "colour", "--seed", "3"], "--seed",
      "--metrics with coherence"),
     (["analyze", GEN, "--task", "fashion-mnist"], "--task", "--correlate"),
+    (["study", "--families", GEN, "--metrics", "colour", "--n-inception", "64", "--out",
+      "{d}/s"], "--n-inception", "the Inception metrics"),
+    (["study", "--families", GEN, "--metrics", "fid", "--n", "64", "--out", "{d}/s"], "--n",
+     "the image metrics"),
+    (["verify", "{d}/data", "--indices", "0-3", "--sample", "4"], "--sample",
+     "a random sample"),
+    (["verify", "{d}/data", "--indices", "0-3", "--seed", "4"], "--seed", "a random sample"),
     (["analyze", "--correlate", "{d}/r.json", "--properties", "{d}/a.json", "--n", "50"],
      "--n", "a measurement"),
 ])

@@ -279,6 +279,20 @@ def test_visualize_writes_a_labelled_sheet_and_names_bad_layers_and_units(tmp_pa
         assert not (tmp_path / "bad.png").exists()
 
 
+def test_post_relu_on_a_resnet50_is_refused_not_ignored(tmp_path, capsys):
+    from noisevision.probe.baselines import random_init_encoder
+    from noisevision.ssl.encoders import save_encoder
+
+    enc = tmp_path / "r50.pt"
+    save_encoder(enc, random_init_encoder("resnet50"), "resnet50", {})
+    out = tmp_path / "sheet.png"
+    assert main(["visualize", "--encoder", str(enc), "--layer", "layer1", "--units", "0",
+                 "--steps", "1", "--resolution", "32", "--post-relu", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--post-relu applies to SmallAlexNet encoders only" in err and "\n" not in err
+    assert not out.exists()
+
+
 def test_pre_relu_objective_moves_a_unit_that_is_off_on_noise(tmp_path):
     """A SmallAlexNet conv3 unit whose batch-norm shift keeps it below zero on any input: after
     its ReLU it has no gradient, so the image stays the initial noise; `visualize`'s default

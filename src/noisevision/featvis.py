@@ -367,6 +367,9 @@ def visualize(encoder: str, layers: list[str], units: list[int] | None = None, *
     model, meta = load_probe_encoder(encoder, device=dev)
     model = prepare(model)
     arch = arch_name(model)
+    if not pre_relu and arch != "small_alexnet":
+        raise UsageError(f"--post-relu applies to SmallAlexNet encoders only (this one is "
+                         f"{arch}, whose units are optimised as they are): drop --post-relu")
     size = getattr(model, "arch_kwargs", {}).get("input_size")
     side = resolution or size or 128
     units = list(range(n_units)) if units is None else list(units)

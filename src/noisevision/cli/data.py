@@ -234,6 +234,8 @@ def _add_verify(p: argparse.ArgumentParser) -> None:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from noisevision.data.verify import verify_dataset
 
+    refuse_inapplicable(args, [("sample", not args.indices, "a random sample (no --indices)"),
+                               ("seed", not args.indices, "a random sample (no --indices)")])
     indices = parse_indices(args.indices, 10_000_000) if args.indices else None
     r = verify_dataset(args.dir, args.sample, seed=args.seed, device=args.device, indices=indices)
     if r.ok:

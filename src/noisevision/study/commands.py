@@ -51,6 +51,13 @@ def run_study_command(args: argparse.Namespace) -> int:
             if m not in list_metrics():
                 raise UsageError(METRICS.unknown_message(m))
         overrides["metrics"] = tuple(names)
+        from noisevision.cli.common import refuse_inapplicable
+        from noisevision.stats import get_metric
+
+        kinds = {get_metric(m).input for m in names}
+        refuse_inapplicable(args, [
+            ("n_inception", "inception" in kinds, "the Inception metrics (fid, kid, prc, volume)"),
+            ("n", "images" in kinds, "the image metrics (colour, spectrum, coherence)")])
     if args.recipe == "moco" and "width" in overrides:  # never ignored in silence
         raise UsageError("--width (SmallAlexNet's channel multiplier) applies to --recipe small "
                          "only; the moco recipe trains a full ResNet-50: drop --width")
