@@ -47,7 +47,11 @@ class ImageSource:
         if self.kind == "generator":
             starts = list(range(0, n, batch))
             if self._device.type == "cpu" and self.workers > 1 and len(starts) > 1:
-                yield from _render_in_processes(self._generator, starts, n, batch, self.workers)
+                from noisevision.generators.parallel import render_in_processes
+
+                yield from render_in_processes(
+                    self._generator, [range(i, min(n, i + batch)) for i in starts], 0,
+                    self.workers)
                 return
             for i in starts:  # on a GPU the images stay there (the metrics run there too)
                 idx = torch.arange(i, min(n, i + batch), device=self._device)
@@ -162,61 +166,6 @@ def _gpu_decoded_batches(files: list[str], batch: int, workers: int,
     `workers` threads (the next batch read ahead), decoded on the GPU."""
     for i, datas in _read_ahead(files, batch, max(2, workers), _jpeg_bytes):
         yield i, decode_jpegs(files[i:i + batch], datas, device)
-
-
-def _render_worker(desc: dict, tasks, results, parent: int) -> None:
-    from noisevision.generators.base import generator_from_description
-    from noisevision.safety import die_with_parent
-
-    die_with_parent(parent)
-    torch.set_num_threads(1)
-    gen = generator_from_description(desc)
-    while (task := tasks.get()) is not None:
-        k, lo, hi = task
-        try:
-            x = gen.images(torch.arange(lo, hi), 0, dtype=torch.uint8)
-            results.put((k, x.numpy(), None))
-        except Exception as exc:  # noqa: BLE001  (reported by the parent, one line)
-            results.put((k, None, f"{type(exc).__name__}: {exc}"))
-
-
-def _render_in_processes(gen, starts: list[int], n: int, batch: int,
-                         workers: int) -> Iterator[torch.Tensor]:
-    """Batches rendered by `workers` single-threaded processes, yielded in index order (an
-    image's bytes do not depend on the process that rendered it)."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    tasks, results = ctx.Queue(), ctx.Queue()
-    procs = [ctx.Process(target=_render_worker, args=(gen.describe(), tasks, results,
-                                                      os.getpid()), daemon=True)
-             for _ in range(workers)]
-    for p in procs:
-        p.start()
-    try:
-        queued = 0
-        for k, lo in enumerate(starts[:2 * workers]):
-            tasks.put((k, lo, min(n, lo + batch)))
-            queued += 1
-        ready: dict[int, np.ndarray] = {}
-        for k in range(len(starts)):
-            while k not in ready:
-                j, arr, err = results.get(timeout=3600)
-                if err is not None:
-                    raise UsageError(f"rendering {gen.name} failed: {err}")
-                ready[j] = arr
-                if queued < len(starts):
-                    lo = starts[queued]
-                    tasks.put((queued, lo, min(n, lo + batch)))
-                    queued += 1
-            yield torch.from_numpy(ready.pop(k))
-    finally:
-        for _ in procs:
-            tasks.put(None)
-        for p in procs:
-            p.join(timeout=5)
-            if p.is_alive():
-                p.terminate()
 
 
 def _digest(obj: Any) -> str:

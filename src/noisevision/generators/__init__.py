@@ -18,7 +18,7 @@ from noisevision.generators.base import (
     register_generator,
 )
 
-HELPERS = {"base", "histmatch", "histmatch_triton", "steerable", "dead_leaves_triton"}
+HELPERS = {"base", "histmatch", "histmatch_triton", "steerable", "dead_leaves_triton", "parallel"}
 
 for _module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if not _module.name.startswith("_") and _module.name not in HELPERS:
