@@ -449,6 +449,42 @@ def test_sigterm_from_outside_is_one_line_and_exit_143(images, tmp_path):
     assert (ckpt["epoch"], ckpt["step"]) == (stopped["epoch"], stopped["step"])
 
 
+def test_a_data_loader_process_killed_is_one_line_and_the_run_resumes(images, tmp_path):
+    """The kernel's OOM killer takes a loader worker: one line naming it, exit 2, not torch's
+    traceback; the checkpoints stay and --resume continues."""
+    import signal
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "noisevision", "pretrain", "--data", str(images), "--out", str(run),
+         "--crop", "32", "--width", "0.125", "--epochs", "100000", "--batch-size", "16",
+         "--workers", "2", "--quiet", "--checkpoint-every", "1", "--device", "cpu"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (run / "checkpoint.pt").exists():
+            time.sleep(0.2)
+        for _ in range(20):  # a worker killed as its epoch ends is never missed: kill again
+            pids = children.read_text().split() if children.exists() else []
+            if pids:
+                os.kill(int(pids[0]), signal.SIGKILL)
+            try:
+                err = proc.communicate(timeout=5)[1]
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    finally:
+        proc.kill()
+    lines = err.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, err
+    assert lines[0].startswith("noisevision: error: a data-loading process died (DataLoader "
+                               "worker (pid"), err
+    done = torch.load(run / "checkpoint.pt", weights_only=True)["epoch"]
+    assert cli_main(["pretrain", "--out", str(run), "--resume", "--epochs", str(done + 1),
+                     "--workers", "0", "--quiet"]) == 0
+
+
 def test_data_spec_takes_existing_paths_whole_and_refuses_a_source_twice(images, tmp_path):
     from noisevision.ssl.sources import SourceSpec, parse_data_spec
 

@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--"]:  # `torchrun ... -m noisevision -- CMD`: some launchers pass the -- on
         argv = argv[1:]
     args = parser.parse_args(argv)
+    sys.unraisablehook = _quiet_loader_shutdown(sys.unraisablehook)
     try:
         return int(args.handler(args) or 0)
     except UsageError as exc:
@@ -124,7 +125,32 @@ def main(argv: list[str] | None = None) -> int:
         if "out of memory" in text or "can't allocate memory" in text:  # torch's allocators
             return _fail(f"out of memory ({_allocation(str(exc))}): lower the sizes this "
                          "command was given (--batch-size, --n, --images, --resolution, ...)")
+        if text.startswith("dataloader worker") and ("killed by signal" in text
+                                                     or "exited unexpectedly" in text):
+            # the kernel's OOM killer, or a kill from outside: what was saved stays
+            return _fail(f"a data-loading process died ({str(exc).strip()}): out of memory "
+                         "or killed from outside; lower --workers or --batch-size and rerun "
+                         "the same command (pretrain: with --resume, from the last checkpoint)")
         raise
+
+
+def _quiet_loader_shutdown(hook):
+    """torch raises "DataLoader worker (pid N) is killed" inside a finished epoch's loader
+    `__del__` when a worker died after delivering every batch (killed as its epoch ended):
+    nothing was lost and training goes on, so that report is dropped instead of printed as
+    "Exception ignored ..." with a traceback. A death mid-epoch still stops the run (main)."""
+    if getattr(hook, "noisevision_quiet", False):
+        return hook  # main() called again in one process (tests): wrapped once
+
+    def unraisable(info):
+        if (isinstance(info.exc_value, RuntimeError)
+                and str(info.exc_value).startswith("DataLoader worker")
+                and "DataLoaderIter.__del__" in repr(info.object)):
+            return
+        hook(info)
+
+    unraisable.noisevision_quiet = True
+    return unraisable
 
 
 def _allocation(message: str) -> str:
