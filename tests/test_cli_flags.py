@@ -52,6 +52,8 @@ def test_the_parser_records_the_flags_typed_not_its_defaults():
       "{d}/s"], "--n-inception", "the Inception metrics"),
     (["study", "--families", GEN, "--metrics", "fid", "--n", "64", "--out", "{d}/s"], "--n",
      "the image metrics"),
+    (["pretrain", "--data", "{d}/run", "--out", "{d}/r", "--continuous"], "--continuous",
+     "--data that names a generator"),
     (["verify", "{d}/data", "--indices", "0-3", "--sample", "4"], "--sample",
      "a random sample"),
     (["verify", "{d}/data", "--indices", "0-3", "--seed", "4"], "--seed", "a random sample"),

@@ -71,6 +71,12 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
         base = stored_config(Path(args.out)) or {}
     cfg = PretrainConfig(**{**base, **given, "out": args.out})
+    if cfg.data:
+        from noisevision.cli.common import refuse_inapplicable
+        from noisevision.ssl.config import has_generator
+
+        refuse_inapplicable(args, [("generator_mode", has_generator(cfg.data),
+                                    "--data that names a generator")])
     run = pretrain(cfg, resume=args.resume, explicit=set(given))
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(f"{run}: encoder.pt written")

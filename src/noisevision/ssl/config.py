@@ -152,18 +152,19 @@ class PretrainConfig:
         return dataclasses.replace(
             self, epochs=self.epochs or d["epochs"], batch_size=batch,
             lr=self.lr or d["lr_per_256"] * batch / 256, crop=self.crop or d["crop"],
-            image_size=image_size, images=self.images if self.images or not _has_generator(
+            image_size=image_size, images=self.images if self.images or not has_generator(
                 self.data) else d["images"])
 
 
-def _has_generator(spec: str) -> bool:
+def has_generator(spec: str) -> bool:
+    """Whether --data names at least one generator."""
     return any(source_kind(s.source) == "generator" for s in parse_data_spec(spec))
 
 
 def _folder_only_size(spec: str) -> int | None:
     """Side of the first folder's images when --data is folders only (so they are not
     resized); a shards folder's from its manifest."""
-    if _has_generator(spec):
+    if has_generator(spec):
         return None
     return source_image_side(parse_data_spec(spec)[0].source)
 
