@@ -106,6 +106,31 @@ def test_a_moved_run_folder_with_a_probes_results_beside_it_resumes_exactly(imag
         pretrain(_cfg(images, other))
 
 
+def test_tensorboard_events_past_the_checkpoint_are_purged_on_resume(images, tmp_path,
+                                                                     monkeypatch):
+    """As log.jsonl drops its lines past the checkpoint, TensorBoard hides its events there
+    (SummaryWriter's purge_step); checked with the real tensorboard by hand (a resumed step
+    showed twice before). tensorboard is optional: a stand-in records what it is given."""
+    import sys
+    import types
+
+    made = []
+
+    class Writer:
+        def __init__(self, log_dir, purge_step=None):
+            made.append(purge_step)
+
+        def add_scalar(self, *a):
+            pass
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard",
+                        types.SimpleNamespace(SummaryWriter=Writer))
+    run = tmp_path / "tb"
+    pretrain(_cfg(images, run, checkpoint_every=2, tensorboard=True), stop_after=3)
+    pretrain(_cfg(images, run, checkpoint_every=2, tensorboard=True), resume=True)
+    assert made == [None, 3]  # fresh: nothing to purge; resumed at step 2: step 3 on is new
+
+
 def test_loss_falls(images, tmp_path):
     run = pretrain(_cfg(images, tmp_path / "fall", width=0.25, epochs=30, batch_size=48,
                         lr=0.1))

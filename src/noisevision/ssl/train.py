@@ -84,7 +84,7 @@ def _nonfinite_message(run: Path, epoch: int, step: int,
 
 
 class _Logger:
-    def __init__(self, run: Path, enabled: bool, tensorboard: bool) -> None:
+    def __init__(self, run: Path, enabled: bool, tensorboard: bool, done: int = 0) -> None:
         self.enabled = enabled
         self.path = run / "log.jsonl"
         self.tb = None
@@ -94,7 +94,9 @@ class _Logger:
             except ImportError:
                 raise UsageError("--tensorboard needs the `tensorboard` package "
                                  "(pip install tensorboard)") from None
-            self.tb = SummaryWriter(str(run / "tensorboard"))
+            # resumed: events past the checkpoint (logged again now) are hidden, as log.jsonl's
+            # lines past it are dropped
+            self.tb = SummaryWriter(str(run / "tensorboard"), purge_step=done + 1 if done else None)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -269,7 +271,7 @@ class _Trainer:
             _write_json(run / "config.json", {
                 "config": dataclasses.asdict(cfg), "augment": dataclasses.asdict(self.aug_cfg),
                 "data": None, "environment": provenance(self.dev, info.world_size)})
-        self.logger = _Logger(run, info.is_main, cfg.tensorboard)
+        self.logger = _Logger(run, info.is_main, cfg.tensorboard, self.done)
         self.source.prepare(self.dev, info.rank, info.world_size, self.progress)
         if info.is_main:
             cfg_json = json.loads((run / "config.json").read_text())
