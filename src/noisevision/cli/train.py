@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from noisevision import argtypes
 from noisevision.errors import UsageError
@@ -54,7 +55,10 @@ def _add_pretrain(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from noisevision.cli.common import refuse_inapplicable
     from noisevision.safety import check_output_dir
+    from noisevision.ssl.config import has_generator
+    from noisevision.ssl.run_folder import stored_config
     from noisevision.ssl.train import PretrainConfig, pretrain
 
     check_output_dir(args.out)
@@ -63,18 +67,11 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     if "data" not in given and not args.resume:
         raise UsageError("say what to train on: --data SOURCE[:WEIGHT],... (generator names "
                          "or image folders)")
-    base = {}
-    if args.resume:  # the flags given over the run's own config, not over the defaults: a moco
-        from pathlib import Path  # run's --moco-queue is checked against its recipe and batch
-
-        from noisevision.ssl.run_folder import stored_config
-
-        base = stored_config(Path(args.out)) or {}
+    # --resume: the flags given over the run's own config, not over the defaults (a moco run's
+    # --moco-queue is checked against its recipe and batch)
+    base = (stored_config(Path(args.out)) or {}) if args.resume else {}
     cfg = PretrainConfig(**{**base, **given, "out": args.out})
     if cfg.data:
-        from noisevision.cli.common import refuse_inapplicable
-        from noisevision.ssl.config import has_generator
-
         refuse_inapplicable(args, [("generator_mode", has_generator(cfg.data),
                                     "--data that names a generator")])
     run = pretrain(cfg, resume=args.resume, explicit=set(given))

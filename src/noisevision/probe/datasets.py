@@ -382,12 +382,12 @@ def load_tasks(spec: str | Path, *, max_per_split: int | None = None, seed: int 
                photo_train: int = 40, photo_val: int = 20) -> list[EvalTask]:
     """``fashion-mnist`` | ``photo-crops`` | an ImageFolder DIR | a suite DIR -> tasks."""
     name, kind = str(spec), data_kind(spec)
-    if name == "fashion-mnist":
+    if name == "fashion-mnist":  # the Debian package
         return [load_fashion_mnist(fashion_n_train, fashion_n_val)]
-    if kind == "photo-crops":
+    if name == "photo-crops":
         return [load_photo_crops(photo_train, photo_val, seed=seed)]
     root = Path(name)
-    if kind == "fashion-mnist":
+    if kind == "fashion-mnist":  # a folder of its idx files
         return [load_fashion_mnist(fashion_n_train, fashion_n_val, root=root)]
     if not root.is_dir():
         raise UsageError(f"unknown data {name!r} (allowed: {', '.join(BUILTIN_TASKS)}, "
