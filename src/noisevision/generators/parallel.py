@@ -63,6 +63,7 @@ def render_in_processes(gen, batches: Sequence[Sequence[int]], seed: int,
              for _ in range(workers)]
     for p in procs:
         p.start()
+    finished = False
     try:
         queued = 0
         for k in range(min(len(batches), 2 * workers)):
@@ -84,10 +85,16 @@ def render_in_processes(gen, batches: Sequence[Sequence[int]], seed: int,
                     tasks.put((queued, [int(i) for i in batches[queued]]))
                     queued += 1
             yield torch.from_numpy(ready.pop(k))
-    finally:
+        finished = True
+    finally:  # every worker is gone on the way out: asked to end, else stopped
         for _ in procs:
             tasks.put(None)
         for p in procs:
-            p.join(timeout=5)
+            # a failure (a worker killed inside the task queue may hold its lock): no waiting
+            p.join(timeout=5 if finished else 0.1)
             if p.is_alive():
                 p.terminate()
+                p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+                p.join()
